@@ -1,0 +1,161 @@
+"""Command line: ``python -m bot run | check | imagine`` (also installed as ``seedgrid``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import ConfigError, Settings, discord_token, load_settings
+from .jobs import SEED_LIMIT, JobKind, JobRequest
+from .logs import setup_logging
+from .requests import UserInputError, imagine_request, parse_suffixes
+
+log = logging.getLogger(__name__)
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {SEED_LIMIT - 1}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seedgrid", description="A Discord bot that draws seeded 2×2 Stable Diffusion grids."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, required=True, metavar="PATH", help="the TOML config file")
+
+    run = commands.add_parser("run", help="run the bot (the token comes from DISCORD_TOKEN)")
+    with_config(run)
+    check = commands.add_parser("check", help="validate the config, load the model, run one small generation")
+    with_config(check)
+    imagine = commands.add_parser("imagine", help="draw a grid without Discord, through the same executor")
+    imagine.add_argument("prompt")
+    with_config(imagine)
+    imagine.add_argument("--seed", type=_seed, help=f"seed of tile 1 (0..{SEED_LIMIT - 1}); random if absent")
+    imagine.add_argument("--steps", type=int)
+    imagine.add_argument("--guidance", type=float)
+    imagine.add_argument("--negative")
+    imagine.add_argument("--size", help="a size name from the config (default: its first)")
+    imagine.add_argument(
+        "--suffix",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="refine: every tile re-uses --seed with PROMPT + TEXT (repeat 1 to 4 times)",
+    )
+    imagine.add_argument("--out", type=Path, required=True, metavar="DIR", help="where grid.png and tile-N.png go")
+    return parser
+
+
+def request_from_args(settings: Settings, args: argparse.Namespace) -> JobRequest:
+    """The job ``imagine`` runs: the same validation as /imagine, and the refine job when suffixes are given."""
+    request = imagine_request(
+        settings.generation,
+        prompt=args.prompt,
+        negative=args.negative,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        size=args.size,
+    )
+    if not args.suffix:
+        return request
+    if args.seed is None:
+        raise UserInputError("--suffix re-runs one seed: give it with --seed")
+    suffixes = parse_suffixes("\n".join(args.suffix), settings.refine)
+    if len(suffixes) != len(args.suffix):
+        raise UserInputError("every --suffix must be non-empty")
+    return JobRequest(
+        kind=JobKind.REFINE,
+        prompt=request.prompt,
+        negative=request.negative,
+        seed=request.seed,
+        steps=request.steps,
+        guidance=request.guidance,
+        width=request.width,
+        height=request.height,
+        suffixes=suffixes,
+    )
+
+
+async def _imagine(settings: Settings, request: JobRequest, out: Path) -> int:
+    from .engine import Engine
+
+    engine = await Engine.open(settings, database=":memory:")
+    try:
+        handle = await engine.submit(request)
+        result = await handle.result()
+    finally:
+        await engine.close()
+    await asyncio.to_thread(_write_result, out, result.grid_png, result.tile_pngs)
+    seeds = ", ".join(str(t.seed) for t in result.tiles)
+    print(f"wrote {out / 'grid.png'} and {len(result.tile_pngs)} tiles (seeds {seeds}) in {result.elapsed:.1f} s")
+    return 0
+
+
+def _write_result(out: Path, grid: bytes, tiles: Sequence[bytes]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "grid.png").write_bytes(grid)
+    for index, data in enumerate(tiles, start=1):
+        (out / f"tile-{index}.png").write_bytes(data)
+
+
+async def _check(settings: Settings) -> int:
+    from .engine import Engine
+
+    engine = await Engine.open(settings, database=":memory:")
+    try:
+        info = engine.info
+        if info is not None:
+            print(f"model {info.model} on {info.device} ({info.dtype}, {info.scheduler})")
+        gen = settings.generation
+        smallest = min(gen.sizes, key=lambda s: s.width * s.height)
+        request = imagine_request(gen, prompt="a lighthouse at dusk", seed=0, steps=gen.min_steps, size=smallest.name)
+        result = await (await engine.submit(request)).result()
+    finally:
+        await engine.close()
+    print(f"ok: one {smallest.width}×{smallest.height} grid in {gen.min_steps} steps took {result.elapsed:.1f} s")
+    return 0
+
+
+async def _run(settings: Settings, token: str) -> int:
+    from cogs.client import SeedgridBot  # the only place bot/ reaches into the Discord side
+
+    async with SeedgridBot(settings) as client:
+        await client.start(token)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        token = discord_token() if args.command == "run" else None
+        setup_logging(settings.logging.level, secrets=[token] if token else [])
+        if args.command == "run":
+            assert token is not None
+            return asyncio.run(_run(settings, token))
+        if args.command == "check":
+            return asyncio.run(_check(settings))
+        return asyncio.run(_imagine(settings, request_from_args(settings, args), args.out))
+    except (ConfigError, UserInputError) as exc:
+        print(f"seedgrid: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

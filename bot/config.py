@@ -1,0 +1,327 @@
+"""Settings: a TOML file → typed, validated, frozen dataclasses.
+
+Every key is declared once, in the dataclasses below; the loader walks them, so an unknown
+key, a wrong type or an out-of-range value stops start-up with a message that names the key
+(``model.dtype: expected one of auto, float16, bfloat16, float32, got 'fp8'``).
+The Discord token never lives here: it comes from the ``DISCORD_TOKEN`` environment variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TOKEN_ENV = "DISCORD_TOKEN"
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown, of the wrong type or out of range. The message names the key."""
+
+
+def _check(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class DiscordSettings:
+    api_base_url: str = "https://discord.com/api/v10"
+    """REST endpoint; point it at a Discord-compatible proxy (nirn-proxy) or a test fake."""
+    gateway_url: str = "wss://gateway.discord.gg"
+    """Gateway WebSocket endpoint."""
+    sync_commands: bool = True
+    """Register the slash commands with Discord at start-up."""
+    progress_interval: float = 2.0
+    """Seconds between progress edits of one message (Discord rate-limits edits)."""
+
+    def validate(self, key: str) -> None:
+        _check(
+            re.match(r"^https?://", self.api_base_url) is not None,
+            f"{key}.api_base_url",
+            "must start with http:// or https://",
+        )
+        _check(
+            re.match(r"^wss?://", self.gateway_url) is not None,
+            f"{key}.gateway_url",
+            "must start with ws:// or wss://",
+        )
+        _check(0.5 <= self.progress_interval <= 60, f"{key}.progress_interval", "must be in 0.5..60 seconds")
+
+
+DEVICES = ("auto", "cuda", "cpu", "mps")
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    id: str = DEFAULT_MODEL
+    """A Hugging Face Hub id or a local folder written by ``save_pretrained``."""
+    device: str = "auto"
+    """auto | cuda | cuda:N | cpu | mps. auto picks cuda, then mps, then cpu."""
+    dtype: str = "auto"
+    """auto (float16 on cuda/mps, float32 on cpu) | float16 | bfloat16 | float32."""
+    scheduler: str = ""
+    """A diffusers scheduler class name (e.g. EulerAncestralDiscreteScheduler); empty keeps the model's own."""
+    cpu_offload: bool = False
+    """enable_model_cpu_offload(): fits small GPUs at some speed cost (cuda only)."""
+
+    def validate(self, key: str) -> None:
+        _check(bool(self.id.strip()), f"{key}.id", "must not be empty")
+        _check(
+            self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device) is not None,
+            f"{key}.device",
+            f"expected one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}",
+        )
+        _check(self.dtype in DTYPES, f"{key}.dtype", f"expected one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        _check(
+            self.scheduler == "" or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*Scheduler", self.scheduler) is not None,
+            f"{key}.scheduler",
+            f"expected a diffusers scheduler class name such as EulerDiscreteScheduler, got {self.scheduler!r}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    name: str
+    width: int
+    height: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.width}×{self.height})"
+
+    def validate(self, key: str) -> None:
+        _check(
+            re.fullmatch(r"[a-z0-9_-]{1,25}", self.name) is not None,
+            f"{key}.name",
+            f"must be 1-25 lowercase letters, digits, '-' or '_', got {self.name!r}",
+        )
+        for dim in ("width", "height"):
+            value = getattr(self, dim)
+            _check(
+                64 <= value <= 2048 and value % 8 == 0,
+                f"{key}.{dim}",
+                f"must be a multiple of 8 in 64..2048, got {value}",
+            )
+
+
+def _default_sizes() -> tuple[Size, ...]:
+    return (Size("square", 512, 512), Size("portrait", 512, 768), Size("landscape", 768, 512))
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationSettings:
+    default_steps: int = 30
+    min_steps: int = 1
+    max_steps: int = 50
+    default_guidance: float = 7.5
+    min_guidance: float = 0.0
+    max_guidance: float = 20.0
+    sizes: tuple[Size, ...] = field(default_factory=_default_sizes)
+    """The size choices offered by /imagine; the first is the default."""
+    default_negative: str = ""
+    """Negative prompt used when a member gives none."""
+
+    def validate(self, key: str) -> None:
+        _check(
+            1 <= self.min_steps <= self.max_steps <= 500,
+            f"{key}.max_steps",
+            f"need 1 <= min_steps <= max_steps <= 500, got {self.min_steps}..{self.max_steps}",
+        )
+        _check(
+            self.min_steps <= self.default_steps <= self.max_steps,
+            f"{key}.default_steps",
+            f"must be in min_steps..max_steps ({self.min_steps}..{self.max_steps}), got {self.default_steps}",
+        )
+        _check(
+            0 <= self.min_guidance <= self.max_guidance <= 50,
+            f"{key}.max_guidance",
+            f"need 0 <= min_guidance <= max_guidance <= 50, got {self.min_guidance}..{self.max_guidance}",
+        )
+        _check(
+            self.min_guidance <= self.default_guidance <= self.max_guidance,
+            f"{key}.default_guidance",
+            f"must be in min_guidance..max_guidance ({self.min_guidance}..{self.max_guidance}), "
+            f"got {self.default_guidance}",
+        )
+        _check(1 <= len(self.sizes) <= 25, f"{key}.sizes", "needs 1 to 25 entries (Discord's choice limit)")
+        names = [s.name for s in self.sizes]
+        _check(len(set(names)) == len(names), f"{key}.sizes", f"names must be unique, got {names}")
+        for i, size in enumerate(self.sizes):
+            size.validate(f"{key}.sizes[{i}]")
+
+    def size(self, name: str | None) -> Size:
+        """The named size, or the default (first) one; ``KeyError`` for a name not in the list."""
+        if name is None:
+            return self.sizes[0]
+        for size in self.sizes:
+            if size.name == name:
+                return size
+        raise KeyError(name)
+
+
+def _default_suggestions() -> tuple[str, ...]:
+    return (", highly realistic", ", artsy", ", trending", ", colorful")
+
+
+@dataclass(frozen=True, slots=True)
+class RefineSettings:
+    suggestions: tuple[str, ...] = field(default_factory=_default_suggestions)
+    """Pre-filled lines of the refine modal, one suffix per line (at most 4)."""
+    max_suffix_length: int = 200
+    """Longest suffix a member may type (characters)."""
+
+    def validate(self, key: str) -> None:
+        _check(len(self.suggestions) <= 4, f"{key}.suggestions", "at most 4 lines (one tile each)")
+        for i, s in enumerate(self.suggestions):
+            _check(
+                "\n" not in s and 0 < len(s.strip()) <= self.max_suffix_length,
+                f"{key}.suggestions[{i}]",
+                "must be one non-empty line no longer than max_suffix_length",
+            )
+        _check(1 <= self.max_suffix_length <= 900, f"{key}.max_suffix_length", "must be in 1..900")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    database: Path = Path("seedgrid.db")
+    """SQLite file for jobs and tiles (created on first start; relative to the working directory)."""
+    output_dir: Path | None = None
+    """When set, every grid and tile is also saved here with its parameters (JSON)."""
+
+    def validate(self, key: str) -> None:
+        _check(str(self.database) != "", f"{key}.database", "must not be empty")
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    level: str = "INFO"
+
+    def validate(self, key: str) -> None:
+        _check(self.level in LOG_LEVELS, f"{key}.level", f"expected one of {', '.join(LOG_LEVELS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    discord: DiscordSettings = field(default_factory=DiscordSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    refine: RefineSettings = field(default_factory=RefineSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate(f.name)
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is tuple:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if dataclasses.is_dataclass(tp):
+        return "table"
+    return {str: "string", int: "integer", float: "number", bool: "boolean", Path: "path string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(value, args[0], key)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        item = typing.get_args(tp)[0]
+        return tuple(_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+        return _build(tp, value, key)
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp in (str, Path):
+        ok = isinstance(value, str)
+        value = Path(value) if ok and tp is Path else value
+    else:  # pragma: no cover - a new field type without a converter is a programming error
+        raise TypeError(f"no converter for {tp!r}")
+    if not ok:
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _build(cls: Any, table: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(names))})")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in table and _required(f)]
+    if missing:
+        where = f"{prefix}: " if prefix else ""
+        raise ConfigError(f"{where}missing key {', '.join(missing)}")
+    kwargs = {}
+    for name, value in table.items():
+        where = f"{prefix}.{name}" if prefix else name
+        if name == "output_dir" and value == "":
+            kwargs[name] = None  # an empty string switches saving off
+            continue
+        kwargs[name] = _convert(value, hints[name], where)
+    return cls(**kwargs)
+
+
+def parse_settings(text: str, *, source: str = "<config>") -> Settings:
+    """Parse and validate TOML text. Raises :class:`ConfigError` naming the offending key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    settings: Settings = _build(Settings, data, "")
+    settings.validate()
+    return settings
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate a config file (blocking; call it before the event loop starts)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    return parse_settings(text, source=str(path))
+
+
+def discord_token(environ: typing.Mapping[str, str] | None = None) -> str:
+    """The bot token from ``DISCORD_TOKEN``; never logged, never part of an error message."""
+    env = os.environ if environ is None else environ
+    token = env.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise ConfigError(f"{TOKEN_ENV}: the bot token must be set in this environment variable")
+    return token

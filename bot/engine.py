@@ -1,0 +1,148 @@
+"""The engine: store + executor + output folder, the one thing the cogs and the CLI talk to.
+
+``submit`` writes the job (and its tile seeds) to the store first, then queues it; a
+background task follows each job and records its state (queued → running → done / failed /
+cancelled) and, when the config names an output folder, saves the images there with
+aiofiles so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import aiofiles
+import aiofiles.os
+
+from .executor import Cancelled, Done, Executor, Failed, JobHandle
+from .jobs import Job, JobRequest, JobResult, JobStatus
+from .store import Store
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .pipeline import PipelineInfo
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(self, store: Store, executor: Executor, *, output_dir: Path | None = None) -> None:
+        self.store = store
+        self.executor = executor
+        self.output_dir = output_dir
+        self._handles: dict[int, JobHandle] = {}
+        self._trackers: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def open(cls, settings: Settings, *, database: Path | str | None = None) -> Engine:
+        """Open the store, load the model in its device thread, and start the worker."""
+        from .render import PipelineRenderer  # torch and diffusers load here, not on import
+
+        store = await Store.open(settings.storage.database if database is None else database)
+        executor = Executor({settings.model.device: partial(PipelineRenderer.load, settings.model)})
+        try:
+            await executor.start()
+        except BaseException:
+            await executor.close()
+            await store.close()
+            raise
+        return cls(store, executor, output_dir=settings.storage.output_dir)
+
+    async def close(self) -> None:
+        await self.executor.close()
+        await self.drain()
+        await self.store.close()
+
+    @property
+    def info(self) -> PipelineInfo | None:
+        """What the first device loaded (model, device, dtype, scheduler)."""
+        for renderer in self.executor.renderers:
+            info = getattr(renderer, "info", None)
+            if info is not None:
+                return cast("PipelineInfo", info)
+        return None
+
+    async def create(self, request: JobRequest) -> Job:
+        """Write the job and its tile seeds to the store (before the member's interaction is acknowledged)."""
+        return await self.store.create_job(request)
+
+    def start(self, job: Job) -> JobHandle:
+        """Queue a stored job."""
+        return self._queue(job)
+
+    async def submit(self, request: JobRequest) -> JobHandle:
+        """Store the job, then queue it."""
+        return self.start(await self.create(request))
+
+    def handle(self, job_id: int) -> JobHandle | None:
+        """The live handle of a queued or running job."""
+        return self._handles.get(job_id)
+
+    def cancel(self, job_id: int) -> bool:
+        handle = self._handles.get(job_id)
+        if handle is None or handle.done:
+            return False
+        self.executor.cancel(handle)
+        return True
+
+    async def drain(self) -> None:
+        """Wait until every tracked job has been recorded (used by the CLI and at shutdown)."""
+        while self._trackers:
+            await asyncio.gather(*list(self._trackers), return_exceptions=True)
+
+    def _queue(self, job: Job) -> JobHandle:
+        handle = self.executor.submit(job)
+        self._handles[job.id] = handle
+        task = asyncio.create_task(self._track(handle), name=f"seedgrid-track-{job.id}")
+        self._trackers.add(task)
+        task.add_done_callback(self._trackers.discard)
+        return handle
+
+    async def _track(self, handle: JobHandle) -> None:
+        job_id = handle.job.id
+        try:
+            started = asyncio.create_task(handle.started.wait())
+            outcome_task = asyncio.create_task(handle.wait())
+            await asyncio.wait({started, outcome_task}, return_when=asyncio.FIRST_COMPLETED)
+            if started.done():
+                await self.store.mark_running(job_id)
+            else:
+                started.cancel()
+            outcome = await outcome_task
+            if isinstance(outcome, Done):
+                await self.store.mark_finished(job_id, JobStatus.DONE, elapsed=outcome.result.elapsed)
+                if self.output_dir is not None:
+                    await self._save(handle.job, outcome.result)
+            elif isinstance(outcome, Failed):
+                await self.store.mark_finished(job_id, JobStatus.FAILED, error=outcome.reason)
+            elif isinstance(outcome, Cancelled):
+                await self.store.mark_finished(job_id, JobStatus.CANCELLED)
+        except Exception:
+            log.exception("could not record the outcome of job %d", job_id)
+        finally:
+            self._handles.pop(job_id, None)
+
+    async def _save(self, job: Job, result: JobResult) -> None:
+        assert self.output_dir is not None
+        folder = self.output_dir / f"job-{job.id:06d}"
+        await aiofiles.os.makedirs(folder, exist_ok=True)
+        files: dict[str, bytes] = {"grid.png": result.grid_png}
+        files.update({f"tile-{i}.png": data for i, data in enumerate(result.tile_pngs, start=1)})
+        request = asdict(job.request)
+        request["kind"] = job.request.kind.value
+        params = {
+            "job": job.id,
+            "request": request,
+            "tiles": [{"index": i, "prompt": t.prompt, "seed": t.seed} for i, t in enumerate(result.tiles, 1)],
+            "elapsed": result.elapsed,
+        }
+        files["params.json"] = json.dumps(params, indent=2, ensure_ascii=False).encode()
+        for name, data in files.items():
+            async with aiofiles.open(folder / name, "wb") as f:
+                await f.write(data)
+        log.debug("saved job %d to %s", job.id, folder)

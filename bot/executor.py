@@ -1,0 +1,284 @@
+"""The asyncio-guarded executor: the only way work reaches the pipeline.
+
+One worker thread per device owns that device's renderer (and so its diffusers pipeline,
+whose scheduler is stateful and not thread-safe). The asyncio side owns everything else:
+the queue, queue positions, cancellation and the event stream of every job. Nothing here
+blocks the event loop: the render runs in the device's thread and reports back through
+``loop.call_soon_threadsafe``.
+
+The boundary is deliberately small, so that a remote backend can replace it::
+
+    handle = executor.submit(job)        # JobHandle
+    async for event in handle.events():  # Queued, Started, Progress, then Done | Failed | Cancelled
+        ...
+    handle.cancel()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from .jobs import Job, JobResult, RenderCancelled
+
+log = logging.getLogger(__name__)
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    position: int
+    """1 = next to run."""
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    step: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    result: JobResult
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    reason: str
+    """A sentence fit for a member; the traceback goes to the log only."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    pass
+
+
+Terminal = Done | Failed | Cancelled
+Event = Queued | Started | Progress | Terminal
+
+
+class Renderer(Protocol):
+    """Turns a job into a result, blocking, in its device's thread."""
+
+    def render(self, job: Job, on_step: Callable[[int, int], None], should_stop: Callable[[], bool]) -> JobResult: ...
+
+
+RendererFactory = Callable[[], Renderer]
+"""Builds a renderer (loads the model). Called once, in the device's own thread."""
+
+
+class ExecutorClosedError(RuntimeError):
+    """Raised by :meth:`Executor.submit` once the executor is shutting down."""
+
+
+# --- job handles -------------------------------------------------------------------------------
+
+
+class JobHandle:
+    """The asyncio side of one job: its events, its outcome, and a way to cancel it."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.started = asyncio.Event()
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._outcome: asyncio.Future[Terminal] = asyncio.get_running_loop().create_future()
+        self._stop = threading.Event()  # read by the worker thread between steps
+        self._last_position: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._outcome.done()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._stop.is_set()
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event in order, ending with the terminal one. Meant for one consumer (the UI)."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, Done | Failed | Cancelled):
+                return
+
+    async def wait(self) -> Terminal:
+        """The terminal event; any number of tasks may wait for it."""
+        return await asyncio.shield(self._outcome)
+
+    async def result(self) -> JobResult:
+        """The result, or ``RuntimeError`` with the reason when the job failed or was cancelled."""
+        outcome = await self.wait()
+        if isinstance(outcome, Done):
+            return outcome.result
+        if isinstance(outcome, Failed):
+            raise RuntimeError(f"job {self.job.id} failed: {outcome.reason}")
+        raise RenderCancelled(f"job {self.job.id} was cancelled")
+
+    def cancel(self) -> None:
+        """Ask for cancellation: a queued job leaves the queue, a running one stops at its next step."""
+        self._stop.set()
+
+    def _emit(self, event: Event) -> None:
+        if self._outcome.done():
+            return
+        if isinstance(event, Queued):
+            if event.position == self._last_position:
+                return
+            self._last_position = event.position
+        if isinstance(event, Started):
+            self.started.set()
+        self._events.put_nowait(event)
+        if isinstance(event, Done | Failed | Cancelled):
+            self._outcome.set_result(event)
+
+
+# --- the executor ------------------------------------------------------------------------------
+
+
+class _Device:
+    """One worker thread and the renderer that lives in it."""
+
+    def __init__(self, name: str, factory: RendererFactory) -> None:
+        self.name = name
+        self.factory = factory
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"seedgrid-{name}")
+        self.renderer: Renderer | None = None
+        self.busy_with: JobHandle | None = None
+
+
+class Executor:
+    """A FIFO queue in front of one worker thread per device."""
+
+    def __init__(self, factories: dict[str, RendererFactory]) -> None:
+        if not factories:
+            raise ValueError("an executor needs at least one device")
+        self._devices = [_Device(name, factory) for name, factory in factories.items()]
+        self._queue: collections.deque[JobHandle] = collections.deque()
+        self._nonempty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    async def start(self) -> None:
+        """Load every device's renderer in its own thread, then start taking jobs."""
+        loop = asyncio.get_running_loop()
+        for device in self._devices:
+            started = time.perf_counter()
+            device.renderer = await loop.run_in_executor(device.thread, device.factory)
+            log.info("device %s ready in %.1f s", device.name, time.perf_counter() - started)
+            self._tasks.append(asyncio.create_task(self._work(device), name=f"seedgrid-worker-{device.name}"))
+
+    @property
+    def renderers(self) -> list[Renderer]:
+        return [d.renderer for d in self._devices if d.renderer is not None]
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def running(self) -> list[Job]:
+        return [d.busy_with.job for d in self._devices if d.busy_with is not None]
+
+    def submit(self, job: Job) -> JobHandle:
+        """Queue a job; its handle reports ``Queued(position)`` at once."""
+        if self._closing:
+            raise ExecutorClosedError("the executor is shutting down")
+        handle = JobHandle(job)
+        self._queue.append(handle)
+        self._announce_positions()
+        self._nonempty.set()
+        return handle
+
+    def cancel(self, handle: JobHandle) -> None:
+        """Cancel a job: removed at once if queued, stopped at its next step if running."""
+        handle.cancel()
+        if handle in self._queue:
+            self._queue.remove(handle)
+            handle._emit(Cancelled())
+            self._announce_positions()
+
+    async def close(self, *, grace: float = 30.0) -> None:
+        """Stop taking jobs, cancel the queued ones, let running ones stop, and release the threads."""
+        self._closing = True
+        while self._queue:
+            self._queue.popleft()._emit(Cancelled())
+        for device in self._devices:
+            if device.busy_with is not None:
+                device.busy_with.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        for device in self._devices:
+            await asyncio.wait_for(loop.run_in_executor(None, device.thread.shutdown, True), grace)
+
+    # --- internals ---
+
+    def _announce_positions(self) -> None:
+        for position, handle in enumerate(self._queue, start=1):
+            handle._emit(Queued(position))
+
+    async def _next(self) -> JobHandle:
+        while not self._queue:
+            self._nonempty.clear()
+            await self._nonempty.wait()
+        handle = self._queue.popleft()
+        self._announce_positions()
+        return handle
+
+    async def _work(self, device: _Device) -> None:
+        loop = asyncio.get_running_loop()
+        renderer = device.renderer
+        assert renderer is not None
+        while True:
+            handle = await self._next()
+            if handle.cancel_requested:
+                handle._emit(Cancelled())
+                continue
+            device.busy_with = handle
+            handle._emit(Started())
+
+            def on_step(step: int, total: int, handle: JobHandle = handle) -> None:
+                loop.call_soon_threadsafe(handle._emit, Progress(step, total))
+
+            try:
+                result = await asyncio.shield(
+                    loop.run_in_executor(device.thread, renderer.render, handle.job, on_step, handle._stop.is_set)
+                )
+            except RenderCancelled:
+                handle._emit(Cancelled())
+            except asyncio.CancelledError:
+                handle._emit(Cancelled())
+                raise
+            except Exception as exc:
+                log.exception("job %d failed on %s", handle.job.id, device.name)
+                handle._emit(Failed(_describe(exc)))
+            else:
+                log.info("job %d done on %s in %.2f s", handle.job.id, device.name, result.elapsed)
+                handle._emit(Done(result))
+            finally:
+                device.busy_with = None
+
+
+def _describe(exc: BaseException) -> str:
+    """A member-facing reason: clear for bad input, discreet for internal errors."""
+    if isinstance(exc, ValueError):
+        return str(exc)
+    name = type(exc).__name__
+    if "OutOfMemory" in name:
+        return "the GPU ran out of memory; try a smaller size or fewer steps"
+    return "generation failed with an internal error (details are in the bot's log)"

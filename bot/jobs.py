@@ -1,0 +1,148 @@
+"""Jobs and results: the plain data that flows from the cogs through the executor.
+
+Everything here is frozen and free of Discord and torch, so it can be stored, logged,
+compared in tests and (later) sent to a remote worker unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass, field
+
+SEED_LIMIT = 2**32
+"""Seeds live in ``0 <= seed < 2**32`` so that members can type them back in."""
+
+GRID_TILES = 4
+MAX_SUFFIXES = 4
+
+
+def random_seed() -> int:
+    """A fresh seed for a new grid, drawn so that ``seed .. seed+3`` need no wrap-around."""
+    return secrets.randbelow(SEED_LIMIT - GRID_TILES + 1)
+
+
+def tile_seed(base: int, index: int) -> int:
+    """The seed of tile ``index`` (0-based) of a grid that starts at ``base``, wrapping at 2**32."""
+    return (base + index) % SEED_LIMIT
+
+
+class RenderCancelled(Exception):  # noqa: N818 - it is an outcome, not an error
+    """A render stopped early because its job was cancelled."""
+
+
+class JobKind(enum.StrEnum):
+    IMAGINE = "imagine"
+    """Four tiles, seeds ``seed .. seed+3``, one prompt."""
+    REFINE = "refine"
+    """One tile per suffix, every tile on the parent tile's seed."""
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Tile:
+    """One image of a grid: the exact prompt and seed that made it."""
+
+    prompt: str
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class GenParams:
+    """Everything the pipeline needs for one batched call: one entry in ``tiles`` per image."""
+
+    tiles: tuple[Tile, ...]
+    negative: str
+    steps: int
+    guidance: float
+    width: int
+    height: int
+
+    @property
+    def prompts(self) -> list[str]:
+        return [t.prompt for t in self.tiles]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [t.seed for t in self.tiles]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """What a member (or the CLI) asked for, before it gets an id from the store.
+
+    ``prompt`` is the base prompt. For :attr:`JobKind.REFINE` it is the parent tile's full
+    prompt, ``seed`` is the parent tile's seed, and each suffix gives one tile.
+    """
+
+    kind: JobKind
+    prompt: str
+    negative: str
+    seed: int
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    suffixes: tuple[str, ...] = ()
+    user_id: int = 0
+    guild_id: int | None = None
+    channel_id: int | None = None
+    parent_job: int | None = None
+    parent_tile: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise ValueError(f"seed must be in 0..{SEED_LIMIT - 1}, got {self.seed}")
+        if self.kind is JobKind.REFINE and not 1 <= len(self.suffixes) <= MAX_SUFFIXES:
+            raise ValueError(f"a refine job needs 1 to {MAX_SUFFIXES} suffixes, got {len(self.suffixes)}")
+        if self.kind is JobKind.IMAGINE and self.suffixes:
+            raise ValueError("an imagine job takes no suffixes")
+
+    def tiles(self) -> tuple[Tile, ...]:
+        if self.kind is JobKind.REFINE:
+            return tuple(Tile(self.prompt + suffix, self.seed) for suffix in self.suffixes)
+        return tuple(Tile(self.prompt, tile_seed(self.seed, i)) for i in range(GRID_TILES))
+
+    def params(self) -> GenParams:
+        return GenParams(
+            tiles=self.tiles(),
+            negative=self.negative,
+            steps=self.steps,
+            guidance=self.guidance,
+            width=self.width,
+            height=self.height,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A stored request: the id is the store's, and appears in every button's custom_id."""
+
+    id: int
+    request: JobRequest
+    status: JobStatus = JobStatus.QUEUED
+    message_id: int | None = None
+
+    @property
+    def tiles(self) -> tuple[Tile, ...]:
+        return self.request.tiles()
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """A finished job: encoded images (encoded off the event loop) and how long it took."""
+
+    job_id: int
+    tiles: tuple[Tile, ...]
+    grid_png: bytes
+    tile_pngs: tuple[bytes, ...]
+    elapsed: float
+    """Seconds the pipeline call itself took (the figure shown to members)."""
+    nsfw: tuple[bool, ...] = field(default=())

@@ -1,0 +1,154 @@
+"""Turning what a member typed into a valid :class:`JobRequest`, or a clear refusal.
+
+Pure functions, no Discord: the slash command, the refine modal and the CLI all call these,
+and every refusal is a :class:`UserInputError` whose message is written for the member.
+"""
+
+from __future__ import annotations
+
+from .config import GenerationSettings, RefineSettings
+from .jobs import MAX_SUFFIXES, SEED_LIMIT, JobKind, JobRequest, Tile, random_seed
+
+MAX_PROMPT_LENGTH = 1000
+"""Characters; the text encoder reads at most 77 tokens anyway."""
+
+MAX_REFINED_PROMPT_LENGTH = 2000
+"""A tile's prompt grows with every refinement; past this it is time for a fresh /imagine."""
+
+_JOINERS = (",", ";", ".", ":", "!", "?", " ", "\t")
+
+
+class UserInputError(ValueError):
+    """Input a member can fix; the message says how."""
+
+
+def clean_prompt(text: str | None, *, what: str = "prompt", required: bool = True) -> str:
+    value = " ".join((text or "").split())  # collapse newlines and runs of spaces
+    if required and not value:
+        raise UserInputError(f"The {what} is empty: describe what you want to see.")
+    if len(value) > MAX_PROMPT_LENGTH:
+        raise UserInputError(f"The {what} is {len(value)} characters long; the limit is {MAX_PROMPT_LENGTH}.")
+    return value
+
+
+def imagine_request(
+    gen: GenerationSettings,
+    *,
+    prompt: str,
+    negative: str | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    size: str | None = None,
+    user_id: int = 0,
+    guild_id: int | None = None,
+    channel_id: int | None = None,
+    parent_job: int | None = None,
+) -> JobRequest:
+    """Validate /imagine's options against the config's bounds; defaults fill what is absent."""
+    prompt = clean_prompt(prompt)
+    negative_text = clean_prompt(negative, what="negative prompt", required=False) or gen.default_negative
+    if seed is None:
+        seed = random_seed()
+    elif not 0 <= seed < SEED_LIMIT:
+        raise UserInputError(f"The seed must be between 0 and {SEED_LIMIT - 1}.")
+    steps = gen.default_steps if steps is None else steps
+    if not gen.min_steps <= steps <= gen.max_steps:
+        raise UserInputError(f"Steps must be between {gen.min_steps} and {gen.max_steps}.")
+    guidance = gen.default_guidance if guidance is None else float(guidance)
+    if not gen.min_guidance <= guidance <= gen.max_guidance:
+        raise UserInputError(f"Guidance must be between {gen.min_guidance:g} and {gen.max_guidance:g}.")
+    try:
+        chosen = gen.size(size)
+    except KeyError:
+        names = ", ".join(s.name for s in gen.sizes)
+        raise UserInputError(f"Unknown size {size!r}; choose one of: {names}.") from None
+    return JobRequest(
+        kind=JobKind.IMAGINE,
+        prompt=prompt,
+        negative=negative_text,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        width=chosen.width,
+        height=chosen.height,
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        parent_job=parent_job,
+    )
+
+
+def parse_suffixes(text: str, settings: RefineSettings) -> tuple[str, ...]:
+    """One suffix per non-empty line, 1 to 4 of them, each within the configured length.
+
+    A suffix that starts with a word gets a space in front (``a cat`` + ``artsy`` →
+    ``a cat artsy``); one that starts with punctuation is kept as typed (``, artsy``).
+    """
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    suffixes = [line for line in lines if line]
+    if not suffixes:
+        raise UserInputError("Write at least one suffix: one per line, for example `, watercolor`.")
+    if len(suffixes) > MAX_SUFFIXES:
+        raise UserInputError(f"At most {MAX_SUFFIXES} suffixes (one tile each); you wrote {len(suffixes)}.")
+    for i, suffix in enumerate(suffixes, start=1):
+        if len(suffix) > settings.max_suffix_length:
+            raise UserInputError(
+                f"Line {i} is {len(suffix)} characters long; a suffix may have at most {settings.max_suffix_length}."
+            )
+    return tuple(s if s.startswith(_JOINERS) else f" {s}" for s in suffixes)
+
+
+def refine_request(
+    parent: JobRequest,
+    *,
+    parent_job: int,
+    tile_index: int,
+    tile: Tile,
+    suffixes: tuple[str, ...],
+    user_id: int = 0,
+    guild_id: int | None = None,
+    channel_id: int | None = None,
+) -> JobRequest:
+    """A refine job: every suffix re-runs ``tile``'s seed with the tile's own prompt + suffix."""
+    prompt = tile.prompt
+    if len(prompt) + max(len(s) for s in suffixes) > MAX_REFINED_PROMPT_LENGTH:
+        raise UserInputError(
+            f"This tile's prompt would grow past {MAX_REFINED_PROMPT_LENGTH} characters; start a new /imagine instead."
+        )
+    return JobRequest(
+        kind=JobKind.REFINE,
+        prompt=prompt,
+        negative=parent.negative,
+        seed=tile.seed,
+        steps=parent.steps,
+        guidance=parent.guidance,
+        width=parent.width,
+        height=parent.height,
+        suffixes=suffixes,
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        parent_job=parent_job,
+        parent_tile=tile_index,
+    )
+
+
+def reroll_request(
+    parent: JobRequest, *, parent_job: int, user_id: int = 0, channel_id: int | None = None
+) -> JobRequest:
+    """Same prompt and settings, four new random seeds."""
+    return JobRequest(
+        kind=JobKind.IMAGINE,
+        prompt=parent.prompt,
+        negative=parent.negative,
+        seed=random_seed(),
+        steps=parent.steps,
+        guidance=parent.guidance,
+        width=parent.width,
+        height=parent.height,
+        user_id=user_id,
+        guild_id=parent.guild_id,
+        channel_id=channel_id if channel_id is not None else parent.channel_id,
+        parent_job=parent_job,
+    )

@@ -1,0 +1,74 @@
+"""The discord.py client: connects, loads the cogs, and owns the engine for its lifetime."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+import yarl
+from discord.ext import commands
+
+from bot.config import DiscordSettings, Settings
+from bot.engine import Engine
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("cogs.errors", "cogs.imagine")
+
+
+def point_at(settings: DiscordSettings) -> None:
+    """Send REST and gateway traffic to the configured endpoints.
+
+    discord.py reads both from class attributes (this is also how REST proxies such as
+    nirn-proxy are wired in), so this affects every client in the process.
+    """
+    discord.http.Route.BASE = settings.api_base_url.rstrip("/")
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
+
+
+def intents() -> discord.Intents:
+    """Only what slash commands and buttons need: no privileged intents."""
+    return discord.Intents(guilds=True)
+
+
+class SeedgridBot(commands.Bot):
+    """``engine`` may be given (tests share one loaded model); otherwise it is opened in ``setup_hook``."""
+
+    def __init__(self, settings: Settings, *, engine: Engine | None = None, **options: Any) -> None:
+        point_at(settings.discord)
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+            **options,
+        )
+        self.settings = settings
+        self._engine = engine
+        self._owns_engine = engine is None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the engine is opened in setup_hook")
+        return self._engine
+
+    async def setup_hook(self) -> None:
+        if self._engine is None:
+            log.info("loading model %s", self.settings.model.id)
+            self._engine = await Engine.open(self.settings)
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        if self.settings.discord.sync_commands:
+            synced = await self.tree.sync()
+            log.info("registered %d application commands", len(synced))
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("connected as %s (%d) to %d guilds", self.user, self.user.id, len(self.guilds))
+
+    async def close(self) -> None:
+        await super().close()
+        if self._engine is not None and self._owns_engine:
+            await self._engine.close()
