@@ -1,0 +1,33 @@
+# seedgrid: CUDA-capable runtime image. torch's PyPI wheels carry their own CUDA libraries, so a slim
+# Python base is enough; the host needs an NVIDIA driver and the NVIDIA Container Toolkit.
+#   docker build -t seedgrid .
+#   docker run --gpus all -e DISCORD_TOKEN -v ./config.toml:/config/config.toml:ro \
+#              -v hf-cache:/cache/huggingface -v seedgrid-data:/data seedgrid
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HOME=/cache/huggingface
+
+WORKDIR /app
+# torch first (its own layer: large, rarely changes), then the rest of the dependencies.
+ARG TORCH_SPEC="torch>=2.4"
+RUN pip install "${TORCH_SPEC}"
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY cogs ./cogs
+RUN pip install .
+
+# Non-root user; the model cache and the SQLite state live on volumes.
+RUN useradd --create-home --uid 10001 seedgrid \
+ && mkdir -p /cache/huggingface /data /config \
+ && chown -R seedgrid:seedgrid /cache /data
+USER seedgrid
+VOLUME ["/cache/huggingface", "/data"]
+# Relative paths in the config (database = "seedgrid.db", output_dir) resolve under /data.
+WORKDIR /data
+
+# The token comes from the environment (DISCORD_TOKEN), the config from a mounted file.
+ENTRYPOINT ["seedgrid"]
+CMD ["run", "--config", "/config/config.toml"]

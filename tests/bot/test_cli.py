@@ -1,0 +1,94 @@
+"""``python -m bot`` as an admin runs it: a real subprocess, real config files."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import config_text
+
+ROOT = Path(__file__).parents[2]
+
+
+def run_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.fixture
+def config(tiny_model: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(tiny_model, tmp_path / "db.sqlite"))
+    return path
+
+
+def test_imagine_writes_grid_and_tiles(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli("imagine", "a lighthouse", "--config", config, "--seed", "5", "--steps", "2", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "seeds 5, 6, 7, 8" in result.stdout
+    with Image.open(out / "grid.png") as grid:
+        assert grid.size == (128, 128)
+    for index in range(1, 5):
+        with Image.open(out / f"tile-{index}.png") as tile:
+            assert tile.size == (64, 64)
+
+
+def test_imagine_with_suffixes_runs_the_refine_job(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "refined"
+    result = run_cli(
+        "imagine", "a lighthouse", "--config", config, "--seed", "9", "--steps", "2",
+        "--suffix", ", at night", "--suffix", "in fog", "--size", "wide", "--out", out,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "seeds 9, 9" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "tile-1.png", "tile-2.png"]
+    with Image.open(out / "grid.png") as grid:
+        assert grid.size == (192, 64)
+
+
+def test_check_loads_the_model_and_generates(config: Path) -> None:
+    result = run_cli("check", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "on cpu" in result.stdout and "ok:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["imagine", "x", "--seed", "-3", "--out", "o"], "--seed"),
+        (["imagine", "x", "--seed", "4294967296", "--out", "o"], "--seed"),
+        (["imagine", "x", "--steps", "99", "--out", "o"], "Steps must be between 1 and 12"),
+        (["imagine", "   ", "--out", "o"], "prompt is empty"),
+        (["imagine", "x", "--suffix", "a", "--out", "o"], "--suffix re-runs one seed"),
+        (["imagine", "x", "--size", "giant", "--out", "o"], "Unknown size"),
+    ],
+)
+def test_bad_arguments_are_refused_clearly(config: Path, args: list[str], message: str) -> None:
+    result = run_cli(*args, "--config", config)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_config_stops_startup_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[model]\ndtype = "fp8"\n')
+    result = run_cli("check", "--config", config)
+    assert result.returncode == 2
+    assert "model.dtype" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_without_token_refuses(config: Path) -> None:
+    result = run_cli("run", "--config", config, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert "DISCORD_TOKEN" in result.stderr

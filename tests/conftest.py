@@ -1,0 +1,89 @@
+"""Shared fixtures: a tiny random Stable Diffusion model, test configs, and the fake Discord.
+
+The model is built once per session with ``save_pretrained`` and always loaded through the
+bot's own loader (``Engine.open`` → ``Pipeline.load``), the same code path a Hub id takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings, parse_settings
+from bot.engine import Engine
+from tests.tiny_model import build_tiny_pipeline
+
+TEST_TOKEN = "MTEST.fake-token.seedgrid-never-log-me"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd") / "model")
+
+
+def config_text(
+    model: Path,
+    database: Path,
+    *,
+    api_base_url: str = "https://discord.com/api/v10",
+    gateway_url: str = "wss://gateway.discord.gg",
+    output_dir: Path | None = None,
+    extra: str = "",
+) -> str:
+    """A complete config file for tests: tiny sizes, few steps, fast progress edits."""
+    return f"""
+[discord]
+api_base_url = "{api_base_url}"
+gateway_url = "{gateway_url}"
+progress_interval = 0.5
+
+[model]
+id = "{model}"
+device = "cpu"
+
+[generation]
+default_steps = 2
+min_steps = 1
+max_steps = 12
+
+[[generation.sizes]]
+name = "small"
+width = 64
+height = 64
+
+[[generation.sizes]]
+name = "wide"
+width = 96
+height = 64
+
+[[generation.sizes]]
+name = "large"
+width = 256
+height = 256
+
+[storage]
+database = "{database}"
+output_dir = "{output_dir or ''}"
+{extra}
+"""
+
+
+@pytest.fixture(scope="session")
+def settings(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return parse_settings(config_text(tiny_model, tmp_path_factory.mktemp("state") / "seedgrid.db"))
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[Engine]:
+    """One loaded tiny model for the whole session (loading is the slow part)."""
+    engine = await Engine.open(settings)
+    yield engine
+    await engine.close()
+
+
+@pytest.fixture
+def chdir_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
