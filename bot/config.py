@@ -288,7 +288,7 @@ def _build(cls: Any, table: dict[str, Any], prefix: str) -> Any:
     if missing:
         where = f"{prefix}: " if prefix else ""
         raise ConfigError(f"{where}missing key {', '.join(missing)}")
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for name, value in table.items():
         where = f"{prefix}.{name}" if prefix else name
         if name == "output_dir" and value == "":

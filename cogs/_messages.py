@@ -9,9 +9,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 import discord
-from bot.grid import progress_bar
 
 from bot.executor import Event, Progress, Queued, Started
+from bot.grid import progress_bar
 from bot.jobs import Job, JobKind, JobResult
 
 log = logging.getLogger(__name__)

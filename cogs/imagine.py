@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
-from bot.grid import encode_to_fit
 from discord import app_commands
 from discord.ext import commands
 
-from bot.executor import Cancelled, Done, ExecutorClosedError, Failed, JobHandle
+from bot.executor import Cancelled, Done, ExecutorClosedError, Failed
+from bot.grid import encode_to_fit
 from bot.jobs import SEED_LIMIT, Job, JobKind, JobRequest, JobResult, Tile
 from bot.requests import (
     MAX_PROMPT_LENGTH,
@@ -85,7 +85,7 @@ class TileButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> TileButton:
         return cls(int(match["job"]), int(match["tile"]))
 
@@ -106,7 +106,7 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sg
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> RerollButton:
         return cls(int(match["job"]))
 
@@ -150,7 +150,7 @@ class RefineModal(discord.ui.Modal):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await self.cog.refine(interaction, self.job, self.tile_index, self.tile, self.suffixes.value)
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
         log.error("refine modal failed", exc_info=error)
         await reply_error(interaction, "Something went wrong with this refinement; it has been logged.")
 
@@ -312,20 +312,17 @@ class ImagineCog(commands.Cog, name="Imagine"):
         self._follow(job, edit, interaction.filesize_limit)
 
     def _follow(self, job: Job, edit: Edit, upload_limit: int) -> None:
+        task = asyncio.create_task(self._deliver(job, edit, upload_limit), name=f"seedgrid-deliver-{job.id}")
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, job: Job, edit: Edit, upload_limit: int) -> None:
+        """Queue the job, show its position and progress on one message, then replace it with the grid."""
         try:
             handle = self.engine.start(job)
         except ExecutorClosedError:
-            task = asyncio.create_task(
-                edit(content=f"**{headline(job)}**\n❌ The bot is shutting down; try again soon.")
-            )
-        else:
-            task = asyncio.create_task(self._deliver(handle, edit, upload_limit), name=f"seedgrid-deliver-{job.id}")
-        self._deliveries.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(self._deliveries.discard)  # type: ignore[arg-type]
-
-    async def _deliver(self, handle: JobHandle, edit: Edit, upload_limit: int) -> None:
-        """Show queue position and progress on one message, then replace it with the grid."""
-        job = handle.job
+            await edit(content=f"**{headline(job)}**\n❌ The bot is shutting down; try again in a minute.")
+            return
         editor = StatusEditor(lambda text: edit(content=text), self.settings.discord.progress_interval)
         try:
             async for event in handle.events():

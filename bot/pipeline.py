@@ -1,0 +1,387 @@
+"""The diffusers side of seedgrid: load a text-to-image pipeline once, run seeded batches.
+
+This is the only module that touches torch and diffusers. Both are imported inside the
+functions that need them, so ``import bot.pipeline`` stays cheap (the CLI's ``--help``, the
+cogs' type hints); the executor's worker thread pays for the import on :meth:`Pipeline.load`.
+
+The technique (diffusers guide "Improve image quality with deterministic generation"): one
+batched call with a *list* of CPU ``torch.Generator`` objects, one per image, each seeded.
+The initial noise of image *i* then depends on its own seed only, so tile *i* of a batch is
+the image a one-image run with that prompt and seed would give, on any device; re-running a
+seed with a refined prompt keeps the composition.
+
+A :class:`Pipeline` is not meant to be shared between threads: diffusers schedulers are
+stateful. :meth:`Pipeline.generate` holds a lock for the whole call so that a mistake
+serialises runs instead of corrupting them; :meth:`Pipeline.prompt_overflow` uses its own
+copy of the tokenizer and may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bot.config import ConfigError, ModelSettings
+from bot.jobs import SEED_LIMIT, GenParams
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+MAX_TILES = 8
+"""The most images one call may make (a grid shows four; a refine job makes one per suffix)."""
+SIZE_MULTIPLE = 8
+"""Width and height must be multiples of the SD VAE's downsampling factor."""
+
+StepCallback = Callable[[int, int], None]
+"""``on_step(done, total)``: ``done`` of ``total`` denoising steps have finished (1-based)."""
+StopCheck = Callable[[], bool]
+"""``should_stop()``: polled after every step; true stops the run and raises :class:`Cancelled`."""
+
+
+class Cancelled(Exception):  # noqa: N818 - the name reads as what happened, like asyncio.CancelledError
+    """``should_stop()`` turned true while the pipeline ran; no images are returned."""
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineInfo:
+    """What was loaded, for logs, ``/status`` and the CLI's ``check``."""
+
+    model: str
+    device: str
+    dtype: str
+    scheduler: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationOutput:
+    """The images of one call, in tile order, and whether the safety checker blanked each one."""
+
+    images: list[Image.Image]
+    nsfw: list[bool]
+    elapsed: float
+    """Seconds the pipeline call itself took (``time.perf_counter``)."""
+
+
+# --- settings → torch ---------------------------------------------------------------------------
+
+
+def resolve_device(setting: str) -> str:
+    """``model.device`` → a torch device string; ``auto`` picks cuda, then mps, then cpu.
+
+    Raises :class:`~bot.config.ConfigError` when the asked-for device is not there.
+    """
+    import torch
+
+    if setting == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if setting == "cpu":
+        return setting
+    if setting == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("model.device: 'mps' was asked for but torch.backends.mps.is_available() is False")
+        return setting
+    if setting == "cuda" or setting.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"model.device: {setting!r} was asked for but torch sees no CUDA device "
+                "(torch.cuda.is_available() is False; is this a CPU-only torch build?)"
+            )
+        index = int(setting.partition(":")[2] or 0)
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise ConfigError(f"model.device: {setting!r} does not exist; torch sees {count} CUDA device(s)")
+        return setting
+    raise ConfigError(f"model.device: expected auto, cpu, mps, cuda or cuda:N, got {setting!r}")
+
+
+def resolve_dtype(setting: str, device: str) -> torch.dtype:
+    """``model.dtype`` → a torch dtype; ``auto`` is float16 on cuda/mps and float32 on cpu."""
+    import torch
+
+    accelerated = device.partition(":")[0] in ("cuda", "mps")
+    if setting == "auto":
+        return torch.float16 if accelerated else torch.float32
+    dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+    if setting not in dtypes:
+        raise ConfigError(f"model.dtype: expected one of auto, {', '.join(dtypes)}, got {setting!r}")
+    if setting == "float16" and not accelerated:
+        logger.warning("model.dtype float16 on %s is slow and some operations lack float16 kernels", device)
+    return dtypes[setting]
+
+
+def resolve_scheduler(name: str) -> type[Any]:
+    """A diffusers scheduler class by name (``EulerAncestralDiscreteScheduler``), or ConfigError."""
+    import diffusers
+
+    cls = getattr(diffusers, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        raise ConfigError(
+            f"model.scheduler: {name!r} is not a scheduler class in diffusers {diffusers.__version__} "
+            "(try EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, "
+            "DDIMScheduler or PNDMScheduler)"
+        )
+    return cls
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _dtype_kwarg(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """``from_pretrained``'s dtype argument: ``dtype`` since diffusers 0.40 (checked on 0.40.0 and 0.42.1),
+    where ``torch_dtype`` warns it is deprecated; ``torch_dtype`` before that."""
+    import diffusers
+    from packaging.version import Version
+
+    name = "dtype" if Version(diffusers.__version__).release >= (0, 40) else "torch_dtype"
+    return {name: dtype}
+
+
+# --- progress and cancellation --------------------------------------------------------------------
+
+
+class _StepReporter:
+    """The ``callback_on_step_end`` of one call: reports progress, asks for an interrupt.
+
+    Progress is reported in the member's units: ``on_step(n, steps)`` for ``n = 1 .. steps``,
+    each once, in order. Most schedulers run one loop iteration per step; PNDM (SD 1.5's
+    default) runs ``steps + 1`` and second-order schedulers about twice as many, so the
+    iteration count is scaled down and ``(steps, steps)`` arrives with the last iteration.
+    """
+
+    def __init__(self, steps: int, on_step: StepCallback | None, should_stop: StopCheck | None) -> None:
+        self.steps = steps
+        self.on_step = on_step
+        self.should_stop = should_stop
+        self.reported = 0
+        self.cancelled = False
+
+    def stop_requested(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def __call__(self, pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        iterations = getattr(pipe, "num_timesteps", None) or self.steps
+        done = min(self.steps, (step + 1) * self.steps // iterations)
+        if done > self.reported:
+            self.reported = done
+            if self.on_step is not None:
+                self.on_step(done, self.steps)
+        if self.stop_requested():
+            self.cancelled = True
+            pipe._interrupt = True  # the documented way: the loop skips the remaining steps
+        return kwargs
+
+
+# --- prompt truncation --------------------------------------------------------------------------
+
+
+class _Truncation:
+    """Where the pipeline's tokenizer cuts a prompt, measured on a private copy of it.
+
+    diffusers keeps the first ``limit - 1`` tokens (the start token included) and appends the
+    end token. transformers reconfigures a fast tokenizer's truncation and padding on every
+    call, and a concurrent call can fail with ``RuntimeError: Already borrowed``
+    (huggingface/tokenizers#537, huggingface/transformers#47085). Hence a private copy: the
+    worker thread may be encoding prompts inside a pipeline call while the event loop asks
+    about another one.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.limit = int(tokenizer.model_max_length)
+        self._lock = threading.Lock()
+        self._slow: Any = None
+        self._fast: Any = None
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:  # a pure-Python tokenizer: share it, under the lock
+            self._slow = tokenizer
+        else:
+            from tokenizers import Tokenizer
+
+            self._fast = Tokenizer.from_str(backend.to_str())
+            self._fast.no_truncation()
+            self._fast.no_padding()
+
+    def overflow(self, prompt: str) -> str | None:
+        with self._lock:
+            if self._fast is not None:
+                encoding = self._fast.encode(prompt)
+                if len(encoding.ids) <= self.limit:
+                    return None
+                # offsets point into the original text: the member sees their own words, not
+                # the lower-cased, whitespace-collapsed form the tokenizer works on
+                removed = prompt[encoding.offsets[self.limit - 1][0] :]
+            else:
+                ids = self._slow(prompt, truncation=False).input_ids
+                if len(ids) <= self.limit:
+                    return None
+                removed = self._slow.decode(ids[self.limit - 1 : -1], skip_special_tokens=True)
+        return removed.strip() or None
+
+
+# --- the pipeline -------------------------------------------------------------------------------
+
+
+class Pipeline:
+    """A loaded diffusers text-to-image pipeline and the one way seedgrid runs it."""
+
+    def __init__(self, pipe: Any, info: PipelineInfo) -> None:
+        # `pipe` is a diffusers pipeline (StableDiffusionPipeline for SD 1.x); typed Any because
+        # AutoPipelineForText2Image picks the class at run time.
+        self._pipe = pipe
+        self._lock = threading.Lock()
+        self._truncation = _Truncation(pipe.tokenizer)
+        self.info = info
+
+    @classmethod
+    def load(cls, settings: ModelSettings) -> Pipeline:
+        """Load ``settings.id`` (a Hub id or a ``save_pretrained`` folder). Blocking: seconds to minutes."""
+        import diffusers
+
+        # 1. Resolve the settings first: a typo fails before gigabytes are read
+        device = resolve_device(settings.device)
+        dtype = resolve_dtype(settings.dtype, device)
+        scheduler_cls = resolve_scheduler(settings.scheduler) if settings.scheduler else None
+        offload = settings.cpu_offload and device.startswith("cuda")
+        if settings.cpu_offload and not offload:
+            logger.warning("model.cpu_offload applies to cuda devices only; ignored on %s", device)
+
+        # 2. Load the components
+        logger.info("loading model %s (device %s, dtype %s)", settings.id, device, _dtype_name(dtype))
+        start = time.perf_counter()
+        pipe = diffusers.AutoPipelineForText2Image.from_pretrained(settings.id, **_dtype_kwarg(dtype))
+
+        # 3. Swap the scheduler, keeping the model's noise schedule
+        if scheduler_cls is not None:
+            if scheduler_cls.__name__ not in {c.__name__ for c in getattr(pipe.scheduler, "compatibles", [])}:
+                logger.warning(
+                    "model.scheduler %s is not listed as compatible with %s",
+                    scheduler_cls.__name__,
+                    type(pipe.scheduler).__name__,
+                )
+            pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
+
+        # 4. Place it
+        if offload:
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+
+        info = PipelineInfo(
+            model=settings.id,
+            device=device,
+            dtype=_dtype_name(dtype),
+            scheduler=type(pipe.scheduler).__name__,
+        )
+        logger.info(
+            "loaded model %s in %.1f s: %s on %s%s, %s, scheduler %s",
+            info.model,
+            time.perf_counter() - start,
+            type(pipe).__name__,
+            info.device,
+            " (model cpu offload)" if offload else "",
+            info.dtype,
+            info.scheduler,
+        )
+        return cls(pipe, info)
+
+    # --- prompts -----------------------------------------------------------------------------
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        """The text encoder's context, start and end tokens included (77 for SD 1.x)."""
+        return self._truncation.limit
+
+    def prompt_overflow(self, prompt: str) -> str | None:
+        """The part of ``prompt`` the tokenizer will cut (beyond :attr:`max_prompt_tokens`), or None.
+
+        Members should be told what was dropped. Cheap and safe to call from any thread.
+        """
+        return self._truncation.overflow(prompt)
+
+    # --- generation --------------------------------------------------------------------------
+
+    @staticmethod
+    def check_inputs(params: GenParams) -> None:
+        """Raise ``ValueError`` naming the field when ``params`` cannot be run."""
+        if not params.tiles:
+            raise ValueError("params.tiles: need at least one tile")
+        if len(params.tiles) > MAX_TILES:
+            raise ValueError(f"params.tiles: at most {MAX_TILES} tiles per call, got {len(params.tiles)}")
+        for i, tile in enumerate(params.tiles):
+            if not isinstance(tile.prompt, str):
+                raise ValueError(f"params.tiles[{i}].prompt: expected a string, got {type(tile.prompt).__name__}")
+            if not 0 <= tile.seed < SEED_LIMIT:
+                raise ValueError(f"params.tiles[{i}].seed: must be in 0..{SEED_LIMIT - 1}, got {tile.seed}")
+        for name in ("width", "height"):
+            value = getattr(params, name)
+            if value < SIZE_MULTIPLE or value % SIZE_MULTIPLE:
+                raise ValueError(f"params.{name}: must be a positive multiple of {SIZE_MULTIPLE}, got {value}")
+        if params.steps < 1:
+            raise ValueError(f"params.steps: must be at least 1, got {params.steps}")
+        if not math.isfinite(params.guidance):
+            raise ValueError(f"params.guidance: must be a finite number, got {params.guidance}")
+
+    def generate(
+        self,
+        params: GenParams,
+        *,
+        on_step: StepCallback | None = None,
+        should_stop: StopCheck | None = None,
+    ) -> GenerationOutput:
+        """Run one batched call: image *i* from ``params.tiles[i]`` (its prompt, its seed). Blocking.
+
+        ``on_step(n, params.steps)`` is called after each step, ``n = 1 .. params.steps``;
+        ``should_stop()`` is polled before the run and after each step, and a true answer ends
+        the run at the next step with :class:`Cancelled`. Both run in the calling thread.
+        """
+        import torch
+
+        # 1. Check inputs
+        self.check_inputs(params)
+        n = len(params.tiles)
+        reporter = _StepReporter(params.steps, on_step, should_stop)
+
+        with self._lock:
+            if reporter.stop_requested():
+                raise Cancelled("stopped before the first step")
+
+            # 2. One CPU generator per tile, even when seeds repeat (a refine job): the initial
+            #    noise of tile i depends on its seed only, whatever the batch and the device.
+            generators = [torch.Generator("cpu").manual_seed(seed) for seed in params.seeds]
+
+            # 3. One batched call
+            start = time.perf_counter()
+            output = self._pipe(
+                prompt=params.prompts,
+                negative_prompt=[params.negative] * n if params.negative.strip() else None,
+                generator=generators,
+                num_inference_steps=params.steps,
+                guidance_scale=params.guidance,
+                width=params.width,
+                height=params.height,
+                callback_on_step_end=reporter,
+            )
+            elapsed = time.perf_counter() - start
+
+        # 4. Interrupted? (diffusers still decodes what it has; those images are dropped)
+        if reporter.cancelled:
+            raise Cancelled(f"stopped after {reporter.reported} of {params.steps} steps")
+
+        # 5. Collect: pipelines without a safety checker report None
+        flags = getattr(output, "nsfw_content_detected", None)
+        nsfw = [bool(flag) for flag in flags] if flags is not None else [False] * n
+        logger.debug("generated %d image(s) in %.2f s (%d steps)", n, elapsed, params.steps)
+        return GenerationOutput(images=list(output.images), nsfw=nsfw, elapsed=elapsed)
