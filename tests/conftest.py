@@ -6,7 +6,7 @@ bot's own loader (``Engine.open`` → ``Pipeline.load``), the same code path a H
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -83,7 +83,3 @@ async def engine(settings: Settings) -> AsyncIterator[Engine]:
     await engine.close()
 
 
-@pytest.fixture
-def chdir_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
