@@ -13,14 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
-from discord import app_commands
 from discord.ext import commands
 
 from bot.executor import Cancelled, Done, ExecutorClosedError, Failed
 from bot.grid import encode_to_fit
-from bot.jobs import SEED_LIMIT, Job, JobKind, JobRequest, JobResult, Tile
+from bot.jobs import Job, JobKind, JobRequest, JobResult, Tile
 from bot.requests import (
-    MAX_PROMPT_LENGTH,
     UserInputError,
     imagine_request,
     parse_suffixes,
@@ -28,6 +26,7 @@ from bot.requests import (
     reroll_request,
 )
 
+from ._command import imagine_command
 from ._messages import NO_MENTIONS, StatusEditor, grid_message, headline, status_text
 
 if TYPE_CHECKING:
@@ -163,7 +162,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
         self.bot = bot
         self.settings = bot.settings
         self.engine = bot.engine
-        self._command = self._build_imagine()
+        self._command = imagine_command(self.settings.generation, self.imagine)
         self._deliveries: set[asyncio.Task[None]] = set()
 
     async def cog_load(self) -> None:
@@ -180,36 +179,6 @@ class ImagineCog(commands.Cog, name="Imagine"):
     def model_name(self) -> str:
         info = self.engine.info
         return info.model if info is not None else self.settings.model.id
-
-    # /imagine is built here rather than at class level: its size choices and bounds come from the config.
-    def _build_imagine(self) -> app_commands.Command[Any, ..., None]:
-        gen = self.settings.generation
-        sizes = [app_commands.Choice(name=s.label, value=s.name) for s in gen.sizes]
-
-        @app_commands.command(name="imagine", description="Draw a 2×2 grid of four seeded images from a prompt")
-        @app_commands.describe(
-            prompt="What to draw",
-            negative="What to keep out of the picture",
-            seed=f"Seed of tile 1 (tiles 2-4 use the next ones); 0 to {SEED_LIMIT - 1}, random if empty",
-            steps=f"Denoising steps, {gen.min_steps} to {gen.max_steps} (default {gen.default_steps})",
-            guidance=f"How closely to follow the prompt, {gen.min_guidance:g} to {gen.max_guidance:g} "
-            f"(default {gen.default_guidance:g})",
-            size=f"Image size (default {gen.sizes[0].label})",
-        )
-        @app_commands.choices(size=sizes)
-        @app_commands.guild_only()
-        async def imagine(
-            interaction: discord.Interaction,
-            prompt: app_commands.Range[str, 1, MAX_PROMPT_LENGTH],
-            negative: app_commands.Range[str, 1, MAX_PROMPT_LENGTH] | None = None,
-            seed: app_commands.Range[int, 0, SEED_LIMIT - 1] | None = None,
-            steps: app_commands.Range[int, gen.min_steps, gen.max_steps] | None = None,
-            guidance: app_commands.Range[float, gen.min_guidance, gen.max_guidance] | None = None,
-            size: app_commands.Choice[str] | None = None,
-        ) -> None:
-            await self.imagine(interaction, prompt, negative, seed, steps, guidance, size.value if size else None)
-
-        return imagine
 
     async def imagine(
         self,

@@ -46,7 +46,7 @@ device = "cpu"
 [generation]
 default_steps = 2
 min_steps = 1
-max_steps = 12
+max_steps = 50
 
 [[generation.sizes]]
 name = "small"
@@ -63,9 +63,14 @@ name = "large"
 width = 256
 height = 256
 
+[[generation.sizes]]
+name = "huge"
+width = 512
+height = 512
+
 [storage]
 database = "{database}"
-output_dir = "{output_dir or ''}"
+output_dir = "{output_dir or ""}"
 {extra}
 """
 
@@ -81,5 +86,3 @@ async def engine(settings: Settings) -> AsyncIterator[Engine]:
     engine = await Engine.open(settings)
     yield engine
     await engine.close()
-
-

@@ -46,8 +46,22 @@ def test_imagine_writes_grid_and_tiles(config: Path, tmp_path: Path) -> None:
 def test_imagine_with_suffixes_runs_the_refine_job(config: Path, tmp_path: Path) -> None:
     out = tmp_path / "refined"
     result = run_cli(
-        "imagine", "a lighthouse", "--config", config, "--seed", "9", "--steps", "2",
-        "--suffix", ", at night", "--suffix", "in fog", "--size", "wide", "--out", out,
+        "imagine",
+        "a lighthouse",
+        "--config",
+        config,
+        "--seed",
+        "9",
+        "--steps",
+        "2",
+        "--suffix",
+        ", at night",
+        "--suffix",
+        "in fog",
+        "--size",
+        "wide",
+        "--out",
+        out,
     )
     assert result.returncode == 0, result.stderr
     assert "seeds 9, 9" in result.stdout
@@ -67,7 +81,7 @@ def test_check_loads_the_model_and_generates(config: Path) -> None:
     [
         (["imagine", "x", "--seed", "-3", "--out", "o"], "--seed"),
         (["imagine", "x", "--seed", "4294967296", "--out", "o"], "--seed"),
-        (["imagine", "x", "--steps", "99", "--out", "o"], "Steps must be between 1 and 12"),
+        (["imagine", "x", "--steps", "99", "--out", "o"], "Steps must be between 1 and 50"),
         (["imagine", "   ", "--out", "o"], "prompt is empty"),
         (["imagine", "x", "--suffix", "a", "--out", "o"], "--suffix re-runs one seed"),
         (["imagine", "x", "--size", "giant", "--out", "o"], "Unknown size"),

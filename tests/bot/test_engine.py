@@ -30,7 +30,12 @@ async def test_a_job_is_stored_run_recorded_and_saved(tiny_model: Path, tmp_path
 
     folder = tmp_path / "out" / f"job-{handle.job.id:06d}"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "grid.png", "params.json", "tile-1.png", "tile-2.png", "tile-3.png", "tile-4.png",
+        "grid.png",
+        "params.json",
+        "tile-1.png",
+        "tile-2.png",
+        "tile-3.png",
+        "tile-4.png",
     ]
     assert (folder / "grid.png").read_bytes() == outcome.result.grid_png
     with Image.open(folder / "grid.png") as grid:

@@ -70,9 +70,7 @@ def test_parse_suffixes_never_crashes(text: str) -> None:
 
 def test_refine_reuses_the_tile_seed_and_prompt() -> None:
     parent = imagine_request(GEN, prompt="a cat", seed=100)
-    request = refine_request(
-        parent, parent_job=7, tile_index=3, tile=Tile("a cat", 102), suffixes=(", artsy", " neon")
-    )
+    request = refine_request(parent, parent_job=7, tile_index=3, tile=Tile("a cat", 102), suffixes=(", artsy", " neon"))
     assert request.kind is JobKind.REFINE
     assert request.tiles() == (Tile("a cat, artsy", 102), Tile("a cat neon", 102))
     assert (request.parent_job, request.parent_tile) == (7, 3)
@@ -82,6 +80,10 @@ def test_reroll_keeps_everything_but_the_seed() -> None:
     parent = imagine_request(GEN, prompt="a cat", seed=100, steps=12, guidance=3, size="portrait", guild_id=1)
     request = reroll_request(parent, parent_job=1, user_id=9)
     assert (request.prompt, request.steps, request.guidance, request.width, request.height) == (
-        "a cat", 12, 3.0, 512, 768,
+        "a cat",
+        12,
+        3.0,
+        512,
+        768,
     )
     assert request.guild_id == 1 and request.user_id == 9 and request.parent_job == 1

@@ -1,0 +1,53 @@
+"""The /imagine command object, built at start-up because its size choices and bounds come from the config.
+
+No ``from __future__ import annotations`` here on purpose: discord.py reads the parameter annotations
+to build the command's options, and the ``Range`` bounds are local values that only exist in this
+function's scope, so the annotations must be evaluated where they are written.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.config import GenerationSettings
+from bot.jobs import SEED_LIMIT
+from bot.requests import MAX_PROMPT_LENGTH
+
+ImagineCallback = Callable[
+    [discord.Interaction, str, str | None, int | None, int | None, float | None, str | None], Awaitable[None]
+]
+
+
+def imagine_command(gen: GenerationSettings, run: ImagineCallback) -> app_commands.Command[Any, ..., None]:
+    sizes = [app_commands.Choice(name=s.label, value=s.name) for s in gen.sizes]
+    prompt_type = app_commands.Range[str, 1, MAX_PROMPT_LENGTH]
+    seed_type = app_commands.Range[int, 0, SEED_LIMIT - 1]
+    steps_type = app_commands.Range[int, gen.min_steps, gen.max_steps]
+    guidance_type = app_commands.Range[float, gen.min_guidance, gen.max_guidance]
+
+    @app_commands.command(name="imagine", description="Draw a 2×2 grid of four seeded images from a prompt")
+    @app_commands.describe(
+        prompt="What to draw",
+        negative="What to keep out of the picture",
+        seed=f"Seed of tile 1 (tiles 2-4 use the next ones); 0 to {SEED_LIMIT - 1}, random if empty",
+        steps=f"Denoising steps, {gen.min_steps} to {gen.max_steps} (default {gen.default_steps})",
+        guidance=f"How closely to follow the prompt, {gen.min_guidance:g} to {gen.max_guidance:g} "
+        f"(default {gen.default_guidance:g})",
+        size=f"Image size (default {gen.sizes[0].label})",
+    )
+    @app_commands.choices(size=sizes)
+    @app_commands.guild_only()
+    async def imagine(
+        interaction: discord.Interaction,
+        prompt: prompt_type,  # type: ignore[valid-type]
+        negative: prompt_type | None = None,  # type: ignore[valid-type]
+        seed: seed_type | None = None,  # type: ignore[valid-type]
+        steps: steps_type | None = None,  # type: ignore[valid-type]
+        guidance: guidance_type | None = None,  # type: ignore[valid-type]
+        size: app_commands.Choice[str] | None = None,
+    ) -> None:
+        await run(interaction, prompt, negative, seed, steps, guidance, size.value if size else None)
+
+    return imagine

@@ -1,0 +1,56 @@
+"""End-to-end fixtures: a fresh fake Discord per test and the real bot connected to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings, parse_settings
+from bot.engine import Engine
+from cogs.client import SeedgridBot
+from tests.conftest import TEST_TOKEN, config_text
+from tests.fakediscord import FakeDiscord
+from tests.fakediscord.discordpy import running
+
+JSON = dict[str, object]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord(token=TEST_TOKEN) as instance:
+        yield instance
+        assert instance.violations == [], "the bot sent requests Discord's OpenAPI spec rejects"
+        assert instance.protocol_errors == [], "the bot broke a Discord rule"
+
+
+def bot_settings(fake: FakeDiscord, tiny_model: Path, database: Path, extra: str = "") -> Settings:
+    return parse_settings(
+        config_text(tiny_model, database, api_base_url=fake.api_base_url, gateway_url=fake.gateway_url, extra=extra)
+    )
+
+
+@pytest.fixture
+async def bot(fake: FakeDiscord, engine: Engine, tiny_model: Path, tmp_path: Path) -> AsyncIterator[SeedgridBot]:
+    """The real bot (shared loaded tiny model), logged in and with its commands registered."""
+    client = SeedgridBot(bot_settings(fake, tiny_model, tmp_path / "unused.db"), engine=engine)
+    async with running(client, fake):
+        yield client
+    await engine.drain()
+
+
+def buttons(message: JSON) -> list[JSON]:
+    return [c for row in message["components"] for c in row["components"]]  # type: ignore[attr-defined]
+
+
+def has_grid(message: JSON) -> bool:
+    return bool(message["attachments"]) and bool(message["components"])
+
+
+def replying_to(parent_id: str) -> Callable[[JSON], bool]:
+    def check(message: JSON) -> bool:
+        reference = message.get("message_reference") or {}
+        return reference.get("message_id") == parent_id and has_grid(message)  # type: ignore[union-attr]
+
+    return check
