@@ -41,11 +41,11 @@ def imagine_command(gen: GenerationSettings, run: ImagineCallback) -> app_comman
     @app_commands.guild_only()
     async def imagine(
         interaction: discord.Interaction,
-        prompt: prompt_type,  # type: ignore[valid-type]
-        negative: prompt_type | None = None,  # type: ignore[valid-type]
-        seed: seed_type | None = None,  # type: ignore[valid-type]
-        steps: steps_type | None = None,  # type: ignore[valid-type]
-        guidance: guidance_type | None = None,  # type: ignore[valid-type]
+        prompt: prompt_type,
+        negative: prompt_type | None = None,
+        seed: seed_type | None = None,
+        steps: steps_type | None = None,
+        guidance: guidance_type | None = None,
         size: app_commands.Choice[str] | None = None,
     ) -> None:
         await run(interaction, prompt, negative, seed, steps, guidance, size.value if size else None)
