@@ -6,6 +6,8 @@ and every refusal is a :class:`UserInputError` whose message is written for the 
 
 from __future__ import annotations
 
+import unicodedata
+
 from .config import GenerationSettings, RefineSettings
 from .jobs import MAX_SUFFIXES, SEED_LIMIT, JobKind, JobRequest, Tile, random_seed
 
@@ -22,8 +24,13 @@ class UserInputError(ValueError):
     """Input a member can fix; the message says how."""
 
 
+def _visible(text: str) -> str:
+    """Drop invisible format characters (zero-width spaces, direction marks) and collapse whitespace."""
+    return " ".join("".join(ch for ch in text if unicodedata.category(ch) != "Cf").split())
+
+
 def clean_prompt(text: str | None, *, what: str = "prompt", required: bool = True) -> str:
-    value = " ".join((text or "").split())  # collapse newlines and runs of spaces
+    value = _visible(text or "")
     if required and not value:
         raise UserInputError(f"The {what} is empty: describe what you want to see.")
     if len(value) > MAX_PROMPT_LENGTH:
@@ -85,7 +92,7 @@ def parse_suffixes(text: str, settings: RefineSettings) -> tuple[str, ...]:
     A suffix that starts with a word gets a space in front (``a cat`` + ``artsy`` →
     ``a cat artsy``); one that starts with punctuation is kept as typed (``, artsy``).
     """
-    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [_visible(line) for line in text.splitlines()]
     suffixes = [line for line in lines if line]
     if not suffixes:
         raise UserInputError("Write at least one suffix: one per line, for example `, watercolor`.")

@@ -172,6 +172,19 @@ class Store:
             rows = await cursor.fetchall()
         return [_job_from_row(r) for r in rows]
 
+    async def delete_job(self, job_id: int) -> bool:
+        """Forget a job and its tiles (its buttons then answer that the grid is no longer known)."""
+        await self._db.execute("UPDATE jobs SET parent_job = NULL WHERE parent_job = ?", (job_id,))
+        async with self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)) as cursor:
+            deleted = cursor.rowcount > 0
+        await self._db.commit()
+        return deleted
+
+    async def last_job_id(self) -> int:
+        async with self._db.execute("SELECT COALESCE(MAX(id), 0) FROM jobs") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
     async def mark_running(self, job_id: int) -> None:
         await self._update(job_id, status=JobStatus.RUNNING.value, started_at=time.time())
 

@@ -1,0 +1,50 @@
+"""The progress throttle: at most one edit per interval, newest text wins, nothing after close."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from cogs._messages import StatusEditor
+
+
+async def test_edits_are_throttled_and_the_latest_text_wins() -> None:
+    edits: list[tuple[float, str]] = []
+
+    async def edit(text: str) -> None:
+        edits.append((time.monotonic(), text))
+
+    editor = StatusEditor(edit, interval=0.2)
+    for step in range(1, 31):
+        editor.update(f"step {step}")
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.25)
+    await editor.close()
+
+    texts = [text for _, text in edits]
+    assert texts[0] == "step 1"  # the first status shows at once
+    assert texts[-1] == "step 30"  # the newest text is never lost
+    assert len(edits) <= 4  # ~0.55 s of updates at one edit per 0.2 s
+    gaps = [b - a for (a, _), (b, _) in zip(edits, edits[1:], strict=False)]
+    assert all(gap >= 0.19 for gap in gaps), gaps
+
+
+async def test_close_waits_for_an_edit_in_flight_and_stops() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    edits: list[str] = []
+
+    async def slow_edit(text: str) -> None:
+        started.set()
+        await release.wait()
+        edits.append(text)
+
+    editor = StatusEditor(slow_edit, interval=0.05)
+    editor.update("queued")
+    await started.wait()
+    closing = asyncio.create_task(editor.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # the final message must not overtake this edit
+    editor.update("too late")
+    release.set()
+    await closing
+    assert edits == ["queued"]
