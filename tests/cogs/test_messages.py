@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from cogs._messages import StatusEditor
@@ -25,7 +26,7 @@ async def test_edits_are_throttled_and_the_latest_text_wins() -> None:
     assert texts[0] == "step 1"  # the first status shows at once
     assert texts[-1] == "step 30"  # the newest text is never lost
     assert len(edits) <= 4  # ~0.55 s of updates at one edit per 0.2 s
-    gaps = [b - a for (a, _), (b, _) in zip(edits, edits[1:], strict=False)]
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(edits)]
     assert all(gap >= 0.19 for gap in gaps), gaps
 
 
