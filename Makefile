@@ -26,7 +26,7 @@ install-test: $(BIN)/python
 
 $(CONFIG):
 	cp config.example.toml $(CONFIG)
-	@echo "created $(CONFIG) from config.example.toml: edit it, then run make run again"
+	@echo "created $(CONFIG) from config.example.toml (defaults: Stable Diffusion 1.5 from the Hugging Face Hub)"
 
 run: install-run $(CONFIG)
 	$(BIN)/seedgrid check --config $(CONFIG)
