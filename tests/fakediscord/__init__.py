@@ -1,0 +1,35 @@
+"""fakediscord: an in-process, protocol-faithful fake of Discord (gateway + REST) for testing bots.
+
+The real, unmodified discord.py client connects to it over real sockets; every request it sends and every
+response the fake returns is validated against Discord's OpenAPI description (``spec/openapi.json``).
+"""
+
+from .errors import DiscordHTTPError, FakeDiscordError
+from .interactions import CallbackRecord, Interaction, RejectedCallback
+from .models import Channel, Guild, Intents, Member, Permissions, Role, Upload, User
+from .rest import Injection, RequestDetail, RequestRecord
+from .server import FakeDiscord
+from .spec import DiscordSpec, SchemaError, load_spec
+
+__all__ = [
+    "CallbackRecord",
+    "Channel",
+    "DiscordHTTPError",
+    "DiscordSpec",
+    "FakeDiscord",
+    "FakeDiscordError",
+    "Guild",
+    "Injection",
+    "Intents",
+    "Interaction",
+    "Member",
+    "Permissions",
+    "RejectedCallback",
+    "RequestDetail",
+    "RequestRecord",
+    "Role",
+    "SchemaError",
+    "Upload",
+    "User",
+    "load_spec",
+]
