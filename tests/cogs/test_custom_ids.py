@@ -21,7 +21,7 @@ async def test_grid_view_buttons_carry_job_and_tile() -> None:
     ids = [item.custom_id for item in view.children]  # type: ignore[attr-defined]
     assert ids == [f"sg:tile:{job.id}:{n}" for n in range(1, 5)] + [f"sg:reroll:{job.id}"]
     assert all(len(i) <= 100 for i in ids)
-    assert [item.label for item in view.children] == ["1", "2", "3", "4", "Re-roll"]  # type: ignore[attr-defined]
+    assert [item.item.label for item in view.children] == ["1", "2", "3", "4", "Re-roll"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("custom_id", ["sg:tile:1:1", "sg:tile:42:4", "sg:tile:999999999999999999:2"])
