@@ -201,6 +201,30 @@ class StorageSettings:
         _check(str(self.database) != "", f"{key}.database", "must not be empty")
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    per_user_limit: int = 3
+    """Jobs one member may have waiting or running at once; more are refused with a message."""
+    queue_limit: int = 50
+    """Jobs waiting or running in total; more are refused with a message."""
+    job_timeout: float = 300.0
+    """Seconds one job may run before it is stopped and reported."""
+    preview_every: int = 5
+    """Show a rough preview of the tiles every N steps while a job runs (0 = off)."""
+    shutdown_timeout: float = 30.0
+    """On SIGTERM: seconds to let the running job finish before it is stopped and kept for the next start."""
+
+    def validate(self, key: str) -> None:
+        _check(1 <= self.per_user_limit <= 100, f"{key}.per_user_limit", "must be in 1..100")
+        _check(1 <= self.queue_limit <= 10_000, f"{key}.queue_limit", "must be in 1..10000")
+        _check(
+            self.per_user_limit <= self.queue_limit, f"{key}.per_user_limit", "must not be larger than queue_limit"
+        )
+        _check(1 <= self.job_timeout <= 24 * 3600, f"{key}.job_timeout", "must be in 1..86400 seconds")
+        _check(0 <= self.preview_every <= 1000, f"{key}.preview_every", "must be in 0..1000 steps (0 = off)")
+        _check(0 <= self.shutdown_timeout <= 3600, f"{key}.shutdown_timeout", "must be in 0..3600 seconds")
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -219,6 +243,7 @@ class Settings:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     refine: RefineSettings = field(default_factory=RefineSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     def validate(self) -> None:

@@ -49,6 +49,22 @@ class Started:
 class Progress:
     step: int
     total: int
+    elapsed: float = 0.0
+    """Seconds since the job started running, for an estimate of the time left."""
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the pace so far, or None before the first step."""
+        if self.step <= 0 or self.elapsed <= 0:
+            return None
+        return self.elapsed / self.step * (self.total - self.step)
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    step: int
+    image: bytes
+    """A small encoded picture of the tiles at this step (decoded cheaply from the latents)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +84,25 @@ class Cancelled:
 
 
 Terminal = Done | Failed | Cancelled
-Event = Queued | Started | Progress | Terminal
+Event = Queued | Started | Progress | Preview | Terminal
+
+
+StepCallback = Callable[[int, int], None]
+"""``on_step(step, total)``: called from the worker thread after each denoising step."""
+PreviewCallback = Callable[[int, bytes], None]
+"""``on_preview(step, image)``: an encoded preview, called from the worker thread every few steps."""
 
 
 class Renderer(Protocol):
     """Turns a job into a result, blocking, in its device's thread."""
 
-    def render(self, job: Job, on_step: Callable[[int, int], None], should_stop: Callable[[], bool]) -> JobResult: ...
+    def render(
+        self,
+        job: Job,
+        on_step: StepCallback,
+        should_stop: Callable[[], bool],
+        on_preview: PreviewCallback | None = None,
+    ) -> JobResult: ...
 
 
 RendererFactory = Callable[[], Renderer]
@@ -252,12 +280,19 @@ class Executor:
             device.busy_with = handle
             handle._emit(Started())
 
-            def on_step(step: int, total: int, handle: JobHandle = handle) -> None:
-                loop.call_soon_threadsafe(handle._emit, Progress(step, total))
+            started = time.perf_counter()
+
+            def on_step(step: int, total: int, handle: JobHandle = handle, started: float = started) -> None:
+                loop.call_soon_threadsafe(handle._emit, Progress(step, total, time.perf_counter() - started))
+
+            def on_preview(step: int, image: bytes, handle: JobHandle = handle) -> None:
+                loop.call_soon_threadsafe(handle._emit, Preview(step, image))
 
             try:
                 result = await asyncio.shield(
-                    loop.run_in_executor(device.thread, renderer.render, handle.job, on_step, handle._stop.is_set)
+                    loop.run_in_executor(
+                        device.thread, renderer.render, handle.job, on_step, handle._stop.is_set, on_preview
+                    )
                 )
             except RenderCancelled:
                 handle._emit(Cancelled())

@@ -32,7 +32,13 @@ class PipelineRenderer:
     def info(self) -> PipelineInfo:
         return self.pipeline.info
 
-    def render(self, job: Job, on_step: Callable[[int, int], None], should_stop: Callable[[], bool]) -> JobResult:
+    def render(
+        self,
+        job: Job,
+        on_step: Callable[[int, int], None],
+        should_stop: Callable[[], bool],
+        on_preview: Callable[[int, bytes], None] | None = None,
+    ) -> JobResult:
         # 1. one batched pipeline call, one CPU generator per tile
         try:
             output = self.pipeline.generate(job.request.params(), on_step=on_step, should_stop=should_stop)

@@ -20,7 +20,13 @@ class StepRenderer:
         self.gate = threading.Semaphore(0)
         self.fail_with: Exception | None = None
 
-    def render(self, job: Job, on_step: Callable[[int, int], None], should_stop: Callable[[], bool]) -> JobResult:
+    def render(
+        self,
+        job: Job,
+        on_step: Callable[[int, int], None],
+        should_stop: Callable[[], bool],
+        on_preview: Callable[[int, bytes], None] | None = None,
+    ) -> JobResult:
         self.thread_ids.add(threading.get_ident())
         if self.fail_with is not None:
             raise self.fail_with
@@ -56,7 +62,7 @@ async def test_events_in_order_on_one_worker_thread(setup: tuple[Executor, StepR
     events = [e async for e in first.events()]
     assert events[0] == Queued(1)
     assert Started() in events
-    assert [e for e in events if isinstance(e, Progress)] == [Progress(1, 2), Progress(2, 2)]
+    assert [(e.step, e.total) for e in events if isinstance(e, Progress)] == [(1, 2), (2, 2)]
     assert isinstance(events[-1], Done)
     seen = [e async for e in second.events()]
     assert seen[:2] == [Queued(2), Queued(1)]  # it moved up when the first job started
