@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .config import ConfigError, Settings, discord_token, load_settings
 from .jobs import SEED_LIMIT, JobKind, JobRequest
@@ -134,8 +136,16 @@ async def _run(settings: Settings, token: str) -> int:
     from cogs.client import SeedgridBot  # the only place bot/ reaches into the Discord side
 
     async with SeedgridBot(settings) as client:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, _request_stop, client, signum)
         await client.start(token)
     return 0
+
+
+def _request_stop(client: Any, signum: int) -> None:
+    log.info("received %s: finishing the running job, then stopping", signal.Signals(signum).name)
+    asyncio.get_running_loop().create_task(client.close())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

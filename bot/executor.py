@@ -17,7 +17,6 @@ The boundary is deliberately small, so that a remote backend can replace it::
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import threading
 import time
@@ -26,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from .config import ExecutorSettings
+from .fairqueue import FairQueue
 from .jobs import Job, JobResult, RenderCancelled
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,13 @@ class Cancelled:
     pass
 
 
-Terminal = Done | Failed | Cancelled
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """The bot is shutting down: the job was not finished and stays stored, to run at the next start."""
+
+
+Terminal = Done | Failed | Cancelled | Interrupted
+TERMINAL = (Done, Failed, Cancelled, Interrupted)
 Event = Queued | Started | Progress | Preview | Terminal
 
 
@@ -113,6 +120,10 @@ class ExecutorClosedError(RuntimeError):
     """Raised by :meth:`Executor.submit` once the executor is shutting down."""
 
 
+class QueueFullError(RuntimeError):
+    """A job was refused because the member or the whole queue is at its limit; the message says which."""
+
+
 # --- job handles -------------------------------------------------------------------------------
 
 
@@ -126,6 +137,8 @@ class JobHandle:
         self._outcome: asyncio.Future[Terminal] = asyncio.get_running_loop().create_future()
         self._stop = threading.Event()  # read by the worker thread between steps
         self._last_position: int | None = None
+        self._timed_out = False
+        self._interrupted = False
 
     @property
     def done(self) -> bool:
@@ -140,7 +153,7 @@ class JobHandle:
         while True:
             event = await self._events.get()
             yield event
-            if isinstance(event, Done | Failed | Cancelled):
+            if isinstance(event, TERMINAL):
                 return
 
     async def wait(self) -> Terminal:
@@ -154,6 +167,8 @@ class JobHandle:
             return outcome.result
         if isinstance(outcome, Failed):
             raise RuntimeError(f"job {self.job.id} failed: {outcome.reason}")
+        if isinstance(outcome, Interrupted):
+            raise RuntimeError(f"job {self.job.id} was interrupted by a shutdown")
         raise RenderCancelled(f"job {self.job.id} was cancelled")
 
     def cancel(self) -> None:
@@ -170,7 +185,7 @@ class JobHandle:
         if isinstance(event, Started):
             self.started.set()
         self._events.put_nowait(event)
-        if isinstance(event, Done | Failed | Cancelled):
+        if isinstance(event, TERMINAL):
             self._outcome.set_result(event)
 
 
@@ -186,16 +201,19 @@ class _Device:
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"seedgrid-{name}")
         self.renderer: Renderer | None = None
         self.busy_with: JobHandle | None = None
+        self.idle = asyncio.Event()
+        self.idle.set()
 
 
 class Executor:
-    """A FIFO queue in front of one worker thread per device."""
+    """A round-robin queue (one job per member per turn) in front of one worker thread per device."""
 
-    def __init__(self, factories: dict[str, RendererFactory]) -> None:
+    def __init__(self, factories: dict[str, RendererFactory], settings: ExecutorSettings | None = None) -> None:
         if not factories:
             raise ValueError("an executor needs at least one device")
+        self.settings = settings or ExecutorSettings()
         self._devices = [_Device(name, factory) for name, factory in factories.items()]
-        self._queue: collections.deque[JobHandle] = collections.deque()
+        self._queue: FairQueue[int, JobHandle] = FairQueue()
         self._nonempty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -221,12 +239,41 @@ class Executor:
     def running(self) -> list[Job]:
         return [d.busy_with.job for d in self._devices if d.busy_with is not None]
 
+    @property
+    def waiting(self) -> list[Job]:
+        """Queued jobs in the order they will run."""
+        return [h.job for h in self._queue]
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def active_jobs(self, user_id: int) -> int:
+        """A member's queued and running jobs."""
+        return self._queue.count(user_id) + sum(1 for job in self.running if job.request.user_id == user_id)
+
+    def check_capacity(self, user_id: int, *, pending_user: int = 0, pending_total: int = 0) -> None:
+        """Raise :class:`QueueFullError` (or :class:`ExecutorClosedError`) if one more job must be refused.
+
+        ``pending_*`` count jobs admitted but not yet submitted (being written to the store).
+        """
+        if self._closing:
+            raise ExecutorClosedError("The bot is restarting; try again in a minute.")
+        limits = self.settings
+        if self.active_jobs(user_id) + pending_user >= limits.per_user_limit:
+            raise QueueFullError(
+                f"You already have {limits.per_user_limit} jobs waiting or running; "
+                "wait for one to finish (or cancel one) before starting another."
+            )
+        if len(self._queue) + len(self.running) + pending_total >= limits.queue_limit:
+            raise QueueFullError(f"The queue is full ({limits.queue_limit} jobs); try again in a few minutes.")
+
     def submit(self, job: Job) -> JobHandle:
-        """Queue a job; its handle reports ``Queued(position)`` at once."""
+        """Queue a job; its handle reports ``Queued(position)`` at once. Limits are checked by the caller."""
         if self._closing:
             raise ExecutorClosedError("the executor is shutting down")
         handle = JobHandle(job)
-        self._queue.append(handle)
+        self._queue.push(job.request.user_id, handle)
         self._announce_positions()
         self._nonempty.set()
         return handle
@@ -234,25 +281,37 @@ class Executor:
     def cancel(self, handle: JobHandle) -> None:
         """Cancel a job: removed at once if queued, stopped at its next step if running."""
         handle.cancel()
-        if handle in self._queue:
-            self._queue.remove(handle)
+        if self._queue.remove(handle.job.request.user_id, handle):
             handle._emit(Cancelled())
             self._announce_positions()
 
-    async def close(self, *, grace: float = 30.0) -> None:
-        """Stop taking jobs, cancel the queued ones, let running ones stop, and release the threads."""
+    async def close(self, *, grace: float | None = None) -> None:
+        """Stop taking jobs; give running jobs ``grace`` seconds to finish, then stop them.
+
+        Jobs still queued, and running jobs stopped here, end with :class:`Interrupted`: they were
+        not finished and are left for the next start. Then the worker threads are released.
+        """
+        grace = self.settings.shutdown_timeout if grace is None else grace
         self._closing = True
-        while self._queue:
-            self._queue.popleft()._emit(Cancelled())
-        for device in self._devices:
-            if device.busy_with is not None:
-                device.busy_with.cancel()
+        for handle in self._queue.drain():
+            handle._emit(Interrupted())
+        busy = [d for d in self._devices if d.busy_with is not None]
+        if busy:
+            log.info("waiting up to %.0f s for %d running job(s) to finish", grace, len(busy))
+            try:
+                await asyncio.wait_for(asyncio.gather(*(d.idle.wait() for d in busy)), grace)
+            except TimeoutError:
+                for device in busy:
+                    if device.busy_with is not None:
+                        device.busy_with._interrupted = True
+                        device.busy_with.cancel()
+                await asyncio.gather(*(d.idle.wait() for d in busy))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         loop = asyncio.get_running_loop()
         for device in self._devices:
-            await asyncio.wait_for(loop.run_in_executor(None, device.thread.shutdown, True), grace)
+            await loop.run_in_executor(None, device.thread.shutdown, True)
 
     # --- internals ---
 
@@ -264,49 +323,62 @@ class Executor:
         while not self._queue:
             self._nonempty.clear()
             await self._nonempty.wait()
-        handle = self._queue.popleft()
+        handle = self._queue.pop()
         self._announce_positions()
         return handle
 
     async def _work(self, device: _Device) -> None:
-        loop = asyncio.get_running_loop()
-        renderer = device.renderer
-        assert renderer is not None
         while True:
             handle = await self._next()
             if handle.cancel_requested:
                 handle._emit(Cancelled())
                 continue
             device.busy_with = handle
-            handle._emit(Started())
-
-            started = time.perf_counter()
-
-            def on_step(step: int, total: int, handle: JobHandle = handle, started: float = started) -> None:
-                loop.call_soon_threadsafe(handle._emit, Progress(step, total, time.perf_counter() - started))
-
-            def on_preview(step: int, image: bytes, handle: JobHandle = handle) -> None:
-                loop.call_soon_threadsafe(handle._emit, Preview(step, image))
-
+            device.idle.clear()
             try:
-                result = await asyncio.shield(
-                    loop.run_in_executor(
-                        device.thread, renderer.render, handle.job, on_step, handle._stop.is_set, on_preview
-                    )
-                )
-            except RenderCancelled:
-                handle._emit(Cancelled())
-            except asyncio.CancelledError:
-                handle._emit(Cancelled())
-                raise
-            except Exception as exc:
-                log.exception("job %d failed on %s", handle.job.id, device.name)
-                handle._emit(Failed(_describe(exc)))
-            else:
-                log.info("job %d done on %s in %.2f s", handle.job.id, device.name, result.elapsed)
-                handle._emit(Done(result))
+                await self._run(device, handle)
             finally:
                 device.busy_with = None
+                device.idle.set()
+
+    async def _run(self, device: _Device, handle: JobHandle) -> None:
+        loop = asyncio.get_running_loop()
+        renderer = device.renderer
+        assert renderer is not None
+        handle._emit(Started())
+        started = time.perf_counter()
+
+        def on_step(step: int, total: int) -> None:
+            loop.call_soon_threadsafe(handle._emit, Progress(step, total, time.perf_counter() - started))
+
+        def on_preview(step: int, image: bytes) -> None:
+            loop.call_soon_threadsafe(handle._emit, Preview(step, image))
+
+        def over_time() -> None:
+            handle._timed_out = True
+            handle.cancel()
+
+        timer = loop.call_later(self.settings.job_timeout, over_time)
+        try:
+            result = await loop.run_in_executor(
+                device.thread, renderer.render, handle.job, on_step, handle._stop.is_set, on_preview
+            )
+        except RenderCancelled:
+            if handle._interrupted:
+                handle._emit(Interrupted())
+            elif handle._timed_out:
+                log.warning("job %d stopped: over the %.0f s time limit", handle.job.id, self.settings.job_timeout)
+                handle._emit(Failed(f"stopped after {self.settings.job_timeout:.0f} s, the time limit for one job"))
+            else:
+                handle._emit(Cancelled())
+        except Exception as exc:
+            log.exception("job %d failed on %s", handle.job.id, device.name)
+            handle._emit(Failed(_describe(exc)))
+        else:
+            log.info("job %d done on %s in %.2f s", handle.job.id, device.name, result.elapsed)
+            handle._emit(Done(result))
+        finally:
+            timer.cancel()
 
 
 def _describe(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from .jobs import Job, JobKind, JobRequest, JobStatus, Tile
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at  REAL,
     finished_at REAL,
     elapsed     REAL,
-    error       TEXT
+    error       TEXT,
+    delivered_at REAL                     -- when the outcome was posted (exactly-once delivery)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE TABLE IF NOT EXISTS tiles (
@@ -97,6 +98,11 @@ class Store:
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA foreign_keys=ON")
         await db.executescript(_SCHEMA)
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = row[0] if row else 0
+        if 0 < version < 2:  # a version-1 file predates exactly-once delivery
+            await db.execute("ALTER TABLE jobs ADD COLUMN delivered_at REAL")
         await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         await db.commit()
         log.debug("store opened at %s", path)
@@ -195,6 +201,22 @@ class Store:
 
     async def set_message(self, job_id: int, message_id: int) -> None:
         await self._update(job_id, message_id=message_id)
+
+    async def mark_delivered(self, job_id: int, message_id: int | None) -> None:
+        """The outcome is posted: a restart will not run or post this job again."""
+        if message_id is None:
+            await self._update(job_id, delivered_at=time.time())
+        else:
+            await self._update(job_id, delivered_at=time.time(), message_id=message_id)
+
+    async def undelivered(self) -> list[Job]:
+        """Jobs accepted but never posted (queued, running, or done when the bot stopped), oldest first."""
+        async with self._db.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE delivered_at IS NULL AND status IN (?, ?, ?) ORDER BY id",
+            (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.DONE.value),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_job_from_row(r) for r in rows]
 
     async def _update(self, job_id: int, **values: object) -> None:
         assignments = ", ".join(f"{column} = ?" for column in values)

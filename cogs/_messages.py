@@ -7,6 +7,7 @@ import io
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import discord
 
@@ -43,7 +44,9 @@ def status_text(job: Job, event: Event | None) -> str:
         place = "next in line" if event.position == 1 else f"position {event.position} in the queue"
         return f"{lead}\n⏳ Queued — {place}"
     if isinstance(event, Progress):
-        return f"{lead}\n🎨 `{progress_bar(event.step, event.total)}`"
+        eta = event.eta
+        left = f" · ~{eta:.0f} s left" if eta is not None and event.step < event.total else ""
+        return f"{lead}\n🎨 `{progress_bar(event.step, event.total)}`{left}"
     if isinstance(event, Started):
         return f"{lead}\n🎨 Starting…"
     return f"{lead}\n⏳ Queued"
@@ -78,25 +81,33 @@ def grid_message(
     return embed, discord.File(io.BytesIO(result.grid_png if image is None else image), filename=filename)
 
 
-class StatusEditor:
-    """Edits one message with the latest status text, at most once per ``interval`` seconds.
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What a waiting or running job's message shows: a line of text and, once there is one, a preview."""
 
-    ``update`` never waits; the newest text wins. ``close`` waits for an edit in flight, so the
+    text: str
+    preview: bytes | None = None
+
+
+class StatusEditor:
+    """Edits one message with the latest status, at most once per ``interval`` seconds.
+
+    ``update`` never waits; the newest status wins. ``close`` waits for an edit in flight, so the
     final edit that follows can never be overtaken by a stale progress edit.
     """
 
-    def __init__(self, edit: Callable[[str], Awaitable[object]], interval: float) -> None:
+    def __init__(self, edit: Callable[[Status], Awaitable[object]], interval: float) -> None:
         self._edit = edit
         self._interval = interval
-        self._latest: str | None = None
-        self._shown: str | None = None
+        self._latest: Status | None = None
+        self._shown: Status | None = None
         self._dirty = asyncio.Event()
         self._closing = asyncio.Event()
         self._last_edit = -float("inf")
         self._task = asyncio.create_task(self._run(), name="seedgrid-status-editor")
 
-    def update(self, text: str) -> None:
-        self._latest = text
+    def update(self, status: Status) -> None:
+        self._latest = status
         self._dirty.set()
 
     async def close(self) -> None:
@@ -117,12 +128,12 @@ class StatusEditor:
                 except TimeoutError:
                     pass
             self._dirty.clear()
-            text = self._latest
-            if text is None or text == self._shown:
+            status = self._latest
+            if status is None or status == self._shown:
                 continue
             self._last_edit = time.monotonic()
             try:
-                await self._edit(text)
-                self._shown = text
+                await self._edit(status)
+                self._shown = status
             except discord.HTTPException as exc:
                 log.warning("progress edit failed: %s", exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -69,6 +70,21 @@ class SeedgridBot(commands.Bot):
         log.info("connected as %s (%d) to %d guilds", self.user, self.user.id, len(self.guilds))
 
     async def close(self) -> None:
+        """Shut down in order: stop taking jobs, let the running one finish and be posted, then disconnect.
+
+        Jobs still queued (and a running job past ``executor.shutdown_timeout``) stay in the store
+        and run again at the next start.
+        """
+        if self._engine is not None and not self.is_closed():
+            if self._owns_engine:
+                await self._engine.stop()
+            imagine = self.get_cog("Imagine")
+            drain = getattr(imagine, "drain_deliveries", None)
+            if drain is not None:
+                try:
+                    await asyncio.wait_for(drain(), self.settings.executor.shutdown_timeout + 10)
+                except TimeoutError:
+                    log.warning("some deliveries were still in flight at shutdown")
+            if self._owns_engine:
+                await self._engine.close()
         await super().close()
-        if self._engine is not None and self._owns_engine:
-            await self._engine.close()

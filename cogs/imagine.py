@@ -7,15 +7,16 @@ Every handler answers Discord first (defer or modal) and waits on the engine aft
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord.ext import commands
 
-from bot.executor import Cancelled, Done, ExecutorClosedError, Failed
+from bot.executor import TERMINAL, Done, ExecutorClosedError, Failed, Interrupted, Preview, QueueFullError
 from bot.grid import encode_to_fit
 from bot.jobs import Job, JobKind, JobRequest, JobResult, Tile
 from bot.requests import (
@@ -27,14 +28,17 @@ from bot.requests import (
 )
 
 from ._command import imagine_command
-from ._messages import NO_MENTIONS, StatusEditor, grid_message, headline, status_text
+from ._delivery import Delivery
+from ._messages import NO_MENTIONS, Status, StatusEditor, grid_message, headline, status_text
 
 if TYPE_CHECKING:
     from .client import SeedgridBot
 
 log = logging.getLogger(__name__)
 
-Edit = Callable[..., Awaitable[discord.Message]]
+RESTARTING = "The bot is restarting; this job will run when it is back."
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+"""Discord's upload limit for a server without boosts; interactions tell the exact figure."""
 
 
 async def reply_error(interaction: discord.Interaction, message: str) -> None:
@@ -113,6 +117,31 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sg
         await _guarded(interaction, _cog(interaction).reroll(interaction, self.job_id))
 
 
+class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sg:cancel:(?P<job>[0-9]{1,18})"):
+    """On a waiting or running job's message: the author or a moderator stops it."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(label="Cancel", style=discord.ButtonStyle.danger, custom_id=f"sg:cancel:{job_id}")
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> CancelButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _guarded(interaction, _cog(interaction).cancel(interaction, self.job_id))
+
+
+def cancel_view(job: Job) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job.id))
+    return view
+
+
 def grid_view(job: Job, tiles: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     for index in range(1, tiles + 1):
@@ -164,13 +193,15 @@ class ImagineCog(commands.Cog, name="Imagine"):
         self.engine = bot.engine
         self._command = imagine_command(self.settings.generation, self.imagine)
         self._deliveries: set[asyncio.Task[None]] = set()
+        self._cancelled_by: dict[int, str] = {}
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(TileButton, RerollButton)
+        self.bot.add_dynamic_items(TileButton, RerollButton, CancelButton)
         self.bot.tree.add_command(self._command)
+        await self._recover()
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(TileButton, RerollButton)
+        self.bot.remove_dynamic_items(TileButton, RerollButton, CancelButton)
         self.bot.tree.remove_command(self._command.name)
         for task in list(self._deliveries):
             task.cancel()
@@ -206,9 +237,14 @@ class ImagineCog(commands.Cog, name="Imagine"):
         except UserInputError as exc:
             await reply_error(interaction, str(exc))
             return
-        job = await self.engine.create(request)
-        await interaction.response.defer(thinking=True)
-        self._follow(job, interaction.edit_original_response, interaction.filesize_limit)
+        job = await self._admit(interaction, request)
+        if job is None:
+            return
+        response = await interaction.response.defer(thinking=True)
+        message_id = response.message_id if response is not None else None
+        if message_id is not None:
+            await self.engine.store.set_message(job.id, message_id)
+        self._follow(Delivery(job, self._channel(job), interaction=interaction, reply_to=message_id))
 
     async def open_refine(self, interaction: discord.Interaction, job_id: int, tile_index: int) -> None:
         """Button N: the modal must be the first response, so only a quick store read comes before it."""
@@ -250,6 +286,22 @@ class ImagineCog(commands.Cog, name="Imagine"):
         )
         await self._start_reply(interaction, request)
 
+    async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
+        """The Cancel button: for the job's author and for members who may manage messages."""
+        job = await self._find(interaction, job_id)
+        if job is None:
+            return
+        allowed = interaction.user.id == job.request.user_id or interaction.permissions.manage_messages
+        if not allowed:
+            await reply_error(interaction, "Only the member who started this job, or a moderator, can cancel it.")
+            return
+        if not self.engine.cancel(job_id):
+            await reply_error(interaction, "This job is no longer waiting or running.")
+            return
+        self._cancelled_by[job_id] = interaction.user.display_name
+        await interaction.response.defer()
+        log.info("job %d cancelled by %s (%d)", job_id, interaction.user, interaction.user.id)
+
     # --- shared plumbing ---
 
     async def _find(self, interaction: discord.Interaction, job_id: int) -> Job | None:
@@ -259,65 +311,136 @@ class ImagineCog(commands.Cog, name="Imagine"):
             return None
         return job
 
+    async def _admit(self, interaction: discord.Interaction, request: JobRequest) -> Job | None:
+        """Store the job before acknowledging; a full queue or a shutdown is refused aloud and stores nothing."""
+        try:
+            return await self.engine.create(request)
+        except (QueueFullError, ExecutorClosedError) as exc:
+            await reply_error(interaction, str(exc))
+            return None
+
+    def _channel(self, job: Job) -> discord.PartialMessageable:
+        channel_id = job.request.channel_id
+        if channel_id is None:  # pragma: no cover - every Discord job records its channel
+            raise RuntimeError(f"job {job.id} has no channel")
+        return self.bot.get_partial_messageable(channel_id, guild_id=job.request.guild_id)
+
     async def _start_reply(self, interaction: discord.Interaction, request: JobRequest) -> None:
         """Refine and re-roll: acknowledge silently, then post a new grid replying to the button's message."""
-        job = await self.engine.create(request)
+        job = await self._admit(interaction, request)
+        if job is None:
+            return
         await interaction.response.defer()
         parent = interaction.message
         if parent is None:  # pragma: no cover - buttons always come with their message
             raise RuntimeError("component interaction without a message")
         message = await parent.reply(
-            f"{interaction.user.mention} {status_text(job, None)}", allowed_mentions=NO_MENTIONS
+            f"{interaction.user.mention} {status_text(job, None)}",
+            view=cancel_view(job),
+            allowed_mentions=NO_MENTIONS,
         )
-        mention = interaction.user.mention
+        await self.engine.store.set_message(job.id, message.id)
+        self._follow(Delivery(job, self._channel(job), message=message))
 
-        async def edit(**fields: Any) -> discord.Message:
-            if "content" in fields and fields["content"] is not None:
-                fields["content"] = f"{mention} {fields['content']}"
-            elif "content" in fields:
-                fields["content"] = mention
-            return await message.edit(**fields, allowed_mentions=NO_MENTIONS)
+    async def _recover(self) -> None:
+        """Run again, from their stored seeds, the jobs a previous run accepted but never posted."""
+        jobs = await self.engine.undelivered()
+        for job in jobs:
+            channel = self._channel(job)
+            if job.request.parent_job is None:  # a slash command: its token is gone, reply to its message
+                delivery = Delivery(job, channel, reply_to=job.message_id)
+            else:  # refine / re-roll: the bot's own reply message is edited in place
+                message = None if job.message_id is None else channel.get_partial_message(job.message_id)
+                delivery = Delivery(job, channel, message=message)
+            self._follow(delivery)
+        if jobs:
+            log.info("recovered %d unfinished job(s) from the store: %s", len(jobs), [j.id for j in jobs])
 
-        self._follow(job, edit, interaction.filesize_limit)
-
-    def _follow(self, job: Job, edit: Edit, upload_limit: int) -> None:
-        task = asyncio.create_task(self._deliver(job, edit, upload_limit), name=f"seedgrid-deliver-{job.id}")
+    def _follow(self, delivery: Delivery) -> None:
+        job = delivery.job
+        task = asyncio.create_task(self._deliver(delivery), name=f"seedgrid-deliver-{job.id}")
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
 
-    async def _deliver(self, job: Job, edit: Edit, upload_limit: int) -> None:
-        """Queue the job, show its position and progress on one message, then replace it with the grid."""
+    async def drain_deliveries(self) -> None:
+        """Wait for every delivery in flight (used at shutdown, before the connection closes)."""
+        while self._deliveries:
+            await asyncio.gather(*list(self._deliveries), return_exceptions=True)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        """Queue the job, show its position, progress and previews on one message, then post the outcome."""
+        job = delivery.job
         try:
             handle = self.engine.start(job)
         except ExecutorClosedError:
-            await edit(content=f"**{headline(job)}**\n❌ The bot is shutting down; try again in a minute.")
+            await self._edit_safely(delivery, content=f"**{headline(job)}**\n⏸ {RESTARTING}", view=None)
             return
-        editor = StatusEditor(lambda text: edit(content=text), self.settings.discord.progress_interval)
+        view = cancel_view(job)
+
+        async def show(status: Status) -> None:
+            fields: dict[str, Any] = {"content": status.text, "view": view}
+            if status.preview is not None:
+                fields["attachments"] = [discord.File(io.BytesIO(status.preview), filename="preview.png")]
+            await delivery.edit(**fields)
+
+        editor = StatusEditor(show, self.settings.discord.progress_interval)
+        status = Status(status_text(job, None))
         try:
             async for event in handle.events():
-                if not isinstance(event, Done | Failed | Cancelled):
-                    editor.update(status_text(job, event))
+                if isinstance(event, Preview):
+                    status = Status(status.text, event.image)
+                elif not isinstance(event, TERMINAL):
+                    status = Status(status_text(job, event), status.preview)
+                else:
+                    break
+                editor.update(status)
         finally:
             await editor.close()
         outcome = await handle.wait()
+        if isinstance(outcome, Interrupted):  # the job stays stored and runs again at the next start
+            await self._edit_safely(delivery, content=f"**{headline(job)}**\n⏸ {RESTARTING}")
+            return
         try:
             if isinstance(outcome, Done):
-                await self._post_grid(job, outcome.result, edit, upload_limit)
+                message = await self._post_grid(delivery, outcome.result)
             elif isinstance(outcome, Failed):
-                await edit(content=f"**{headline(job)}**\n❌ {outcome.reason}")
+                message = await self._final(delivery, content=f"**{headline(job)}**\n❌ {outcome.reason}")
             else:
-                await edit(content=f"**{headline(job)}**\n🚫 Cancelled.")
+                who = self._cancelled_by.pop(job.id, None)
+                note = f"🚫 Cancelled by {discord.utils.escape_markdown(who)}." if who else "🚫 Cancelled."
+                message = await self._final(delivery, content=f"**{headline(job)}**\n{note}")
+        except (discord.Forbidden, discord.NotFound):
+            log.exception("job %d cannot be delivered (no access to its channel or message); giving up", job.id)
+            message = None
         except discord.HTTPException:
-            log.exception("could not deliver job %d", job.id)
+            log.exception("job %d could not be delivered now; it will be retried at the next start", job.id)
+            return
+        await self.engine.store.mark_delivered(job.id, None if message is None else message.id)
 
-    async def _post_grid(self, job: Job, result: JobResult, edit: Edit, upload_limit: int) -> None:
+    async def _final(self, delivery: Delivery, **fields: Any) -> discord.Message:
+        """The last edit of a job's message: no more Cancel button, no preview."""
+        fields.setdefault("view", None)
+        fields.setdefault("attachments", [])
+        return await delivery.edit(**fields)
+
+    async def _edit_safely(self, delivery: Delivery, **fields: Any) -> discord.Message | None:
+        try:
+            return await self._final(delivery, **fields)
+        except discord.HTTPException:
+            log.exception("could not update the message of job %d", delivery.job.id)
+            return None
+
+    async def _post_grid(self, delivery: Delivery, result: JobResult) -> discord.Message:
+        job = delivery.job
+        upload_limit = delivery.interaction.filesize_limit if delivery.interaction else DEFAULT_UPLOAD_LIMIT
         image, ext = result.grid_png, "png"
         if len(image) > upload_limit:  # re-encode off the loop to fit the upload limit
             image, ext = await asyncio.to_thread(_reencode, image, upload_limit)
             log.info("job %d grid re-encoded as %s to fit %d bytes", job.id, ext, upload_limit)
         embed, file = grid_message(job, result, model=self.model_name, image=image, ext=ext)
-        message = await edit(content=None, embed=embed, attachments=[file], view=grid_view(job, len(result.tiles)))
-        await self.engine.store.set_message(job.id, message.id)
+        return await self._final(
+            delivery, content=None, embed=embed, attachments=[file], view=grid_view(job, len(result.tiles))
+        )
 
 
 def _reencode(png: bytes, limit: int) -> tuple[bytes, str]:

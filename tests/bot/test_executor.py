@@ -6,8 +6,19 @@ from collections.abc import Callable
 
 import pytest
 
-from bot.config import GenerationSettings
-from bot.executor import Cancelled, Done, Executor, ExecutorClosedError, Failed, Progress, Queued, Started
+from bot.config import ExecutorSettings, GenerationSettings
+from bot.executor import (
+    Cancelled,
+    Done,
+    Executor,
+    ExecutorClosedError,
+    Failed,
+    Interrupted,
+    Progress,
+    Queued,
+    QueueFullError,
+    Started,
+)
 from bot.jobs import Job, JobResult, RenderCancelled
 from bot.requests import imagine_request
 
@@ -39,8 +50,9 @@ class StepRenderer:
         return JobResult(job.id, job.tiles, b"grid", (b"1", b"2", b"3", b"4"), elapsed=0.1)
 
 
-def job(job_id: int, steps: int = 2) -> Job:
-    return Job(job_id, imagine_request(GenerationSettings(), prompt=f"job {job_id}", seed=job_id, steps=steps))
+def job(job_id: int, steps: int = 2, user: int = 0) -> Job:
+    request = imagine_request(GenerationSettings(), prompt=f"job {job_id}", seed=job_id, steps=steps, user_id=user)
+    return Job(job_id, request)
 
 
 @pytest.fixture
@@ -97,18 +109,85 @@ async def test_a_failure_is_reported_and_the_next_job_runs(setup: tuple[Executor
     assert isinstance(await asyncio.wait_for(handle.wait(), 5), Done)
 
 
-async def test_closed_executor_refuses_and_cancels_the_queue() -> None:
+async def test_close_finishes_the_running_job_and_keeps_the_queue() -> None:
     renderer = StepRenderer()
     executor = Executor({"cpu": lambda: renderer})
     await executor.start()
     running, queued = executor.submit(job(1, steps=3)), executor.submit(job(2))
     await running.started.wait()
-    closing = asyncio.create_task(executor.close())
+    closing = asyncio.create_task(executor.close(grace=5))
     await asyncio.sleep(0)
-    for _ in range(5):
+    assert await queued.wait() == Interrupted()  # left in the store for the next start
+    for _ in range(3):
         renderer.gate.release()
     await closing
-    assert await queued.wait() == Cancelled()
-    assert await running.wait() == Cancelled()
+    assert isinstance(await running.wait(), Done)  # it had the grace period to finish
     with pytest.raises(ExecutorClosedError):
         executor.submit(job(3))
+    with pytest.raises(ExecutorClosedError):
+        executor.check_capacity(0)
+
+
+async def test_close_stops_a_running_job_after_the_grace_period() -> None:
+    renderer = StepRenderer()
+    executor = Executor({"cpu": lambda: renderer})
+    await executor.start()
+    running = executor.submit(job(1, steps=50))
+    await running.started.wait()
+    closing = asyncio.create_task(executor.close(grace=0.1))
+    await asyncio.sleep(0.2)
+    renderer.gate.release()
+    await closing
+    assert await running.wait() == Interrupted()
+
+
+async def test_round_robin_between_users(setup: tuple[Executor, StepRenderer]) -> None:
+    executor, renderer = setup
+    handles = [executor.submit(job(i, steps=1, user=1)) for i in range(1, 11)]
+    handles.append(executor.submit(job(100, steps=1, user=2)))
+    assert [j.id for j in executor.waiting] == [1, 100, *range(2, 11)]
+    finished: list[int] = []
+    waits = [asyncio.ensure_future(h.wait()) for h in handles]
+    for handle, waiter in zip(handles, waits, strict=True):
+        waiter.add_done_callback(lambda _, job_id=handle.job.id: finished.append(job_id))
+    for _ in range(11):
+        renderer.gate.release()
+    await asyncio.gather(*waits)
+    assert finished == [1, 100, *range(2, 11)]  # the light user's job runs second, not eleventh
+
+
+async def test_caps_refuse_with_a_reason() -> None:
+    executor = Executor({"cpu": StepRenderer}, ExecutorSettings(per_user_limit=2, queue_limit=3))
+    await executor.start()
+    try:
+        executor.submit(job(1, steps=50, user=7))
+        executor.submit(job(2, user=7))
+        with pytest.raises(QueueFullError, match="already have 2 jobs"):
+            executor.check_capacity(7)
+        executor.check_capacity(8)
+        with pytest.raises(QueueFullError, match="already have 2 jobs"):
+            executor.check_capacity(8, pending_user=2)
+        executor.submit(job(3, user=8))
+        with pytest.raises(QueueFullError, match="queue is full"):
+            executor.check_capacity(9)
+    finally:
+        await executor.close(grace=0)
+
+
+async def test_a_job_over_the_time_limit_is_stopped_and_reported() -> None:
+    renderer = StepRenderer()
+    executor = Executor({"cpu": lambda: renderer}, ExecutorSettings(job_timeout=1))
+    await executor.start()
+    try:
+        handle = executor.submit(job(1, steps=50))
+        await handle.started.wait()
+        await asyncio.sleep(1.1)
+        renderer.gate.release()
+        outcome = await asyncio.wait_for(handle.wait(), 5)
+        assert isinstance(outcome, Failed)
+        assert "time limit" in outcome.reason
+        nxt = executor.submit(job(2, steps=1))
+        renderer.gate.release()
+        assert isinstance(await asyncio.wait_for(nxt.wait(), 5), Done)
+    finally:
+        await executor.close(grace=0)

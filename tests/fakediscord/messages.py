@@ -101,6 +101,7 @@ class StoredMessage:
     visible_to: str | None = None  # user id that can see an ephemeral message
     deleted: bool = False
     history: list[JSONDict] = field(default_factory=list)  # earlier versions, oldest first
+    created_at: float = 0.0  # the fake's clock when it was created (for nonce de-duplication)
 
     @property
     def id(self) -> str:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAw.fake.seedgrid-test-token"
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+NONCE_WINDOW = 5 * 60.0  # seconds during which enforce_nonce returns the earlier message
 
 
 class Broadcast:
@@ -266,10 +267,18 @@ class FakeState:
         allow_empty: bool = False,
         path: tuple[str | int, ...] = (),
     ) -> StoredMessage:
-        """Validate Discord's message rules, then store and announce a new message."""
+        """Validate Discord's message rules, then store and announce a new message.
+
+        With ``enforce_nonce`` and a ``nonce``, a message by the same author with the same nonce in the
+        last few minutes is returned instead of creating another one (Discord's de-duplication).
+        """
         errors = msg.check_content(payload, path)
         if errors:
             raise invalid_form_body(errors)
+        if payload.get("enforce_nonce") and payload.get("nonce") is not None:
+            earlier = self._by_nonce(channel, author, str(payload["nonce"]))
+            if earlier is not None:
+                return earlier
         plan = msg.plan_attachments(payload.get("attachments"), files, (), editing=False, path=path)
         if not allow_empty:
             msg.require_not_empty(payload, plan)
@@ -315,7 +324,7 @@ class FakeState:
             data["referenced_message"] = self._basic(referenced.data)
         if extra:
             data.update(extra)
-        stored = StoredMessage(data=data, interaction_id=interaction_id, visible_to=visible_to)
+        stored = StoredMessage(data=data, interaction_id=interaction_id, visible_to=visible_to, created_at=self.now())
         self.messages[message_id] = stored
         self.channel_messages[channel.id].append(message_id)
         if not ephemeral:
@@ -323,6 +332,15 @@ class FakeState:
         self.check_schema("MessageResponse", data, f"message {message_id}")
         self._announce("MESSAGE_CREATE", stored)
         return stored
+
+    def _by_nonce(self, channel: Channel, author: User, nonce: str) -> StoredMessage | None:
+        for message_id in reversed(self.channel_messages[channel.id]):
+            stored = self.messages[message_id]
+            if stored.deleted or self.now() - stored.created_at > NONCE_WINDOW:
+                continue
+            if stored.data.get("nonce") == nonce and stored.data["author"]["id"] == author.id:
+                return stored
+        return None
 
     def _basic(self, data: JSONDict) -> JSONDict:
         return {k: copy.deepcopy(v) for k, v in data.items() if k != "referenced_message"}
