@@ -217,9 +217,7 @@ class ExecutorSettings:
     def validate(self, key: str) -> None:
         _check(1 <= self.per_user_limit <= 100, f"{key}.per_user_limit", "must be in 1..100")
         _check(1 <= self.queue_limit <= 10_000, f"{key}.queue_limit", "must be in 1..10000")
-        _check(
-            self.per_user_limit <= self.queue_limit, f"{key}.per_user_limit", "must not be larger than queue_limit"
-        )
+        _check(self.per_user_limit <= self.queue_limit, f"{key}.per_user_limit", "must not be larger than queue_limit")
         _check(1 <= self.job_timeout <= 24 * 3600, f"{key}.job_timeout", "must be in 1..86400 seconds")
         _check(0 <= self.preview_every <= 1000, f"{key}.preview_every", "must be in 0..1000 steps (0 = off)")
         _check(0 <= self.shutdown_timeout <= 3600, f"{key}.shutdown_timeout", "must be in 0..3600 seconds")

@@ -9,6 +9,7 @@ aiofiles so the event loop never waits on the disk.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 from dataclasses import asdict
@@ -37,6 +38,8 @@ class Engine:
         self.output_dir = output_dir
         self._handles: dict[int, JobHandle] = {}
         self._trackers: set[asyncio.Task[None]] = set()
+        self._pending: collections.Counter[int] = collections.Counter()
+        self._admitted: set[int] = set()  # created by create(), not yet started
 
     @classmethod
     async def open(cls, settings: Settings, *, database: Path | str | None = None) -> Engine:
@@ -44,7 +47,8 @@ class Engine:
         from .render import PipelineRenderer  # torch and diffusers load here, not on import
 
         store = await Store.open(settings.storage.database if database is None else database)
-        executor = Executor({settings.model.device: partial(PipelineRenderer.load, settings.model)})
+        load = partial(PipelineRenderer.load, settings.model, preview_every=settings.executor.preview_every)
+        executor = Executor({settings.model.device: load}, settings.executor)
         try:
             await executor.start()
         except BaseException:
@@ -53,10 +57,22 @@ class Engine:
             raise
         return cls(store, executor, output_dir=settings.storage.output_dir)
 
-    async def close(self) -> None:
-        await self.executor.close()
+    async def stop(self, *, grace: float | None = None) -> None:
+        """Stop taking jobs, let the running one finish (up to ``grace``), keep the rest for the next start.
+
+        The store stays open, so whoever follows the jobs can still record their delivery.
+        """
+        await self.executor.close(grace=grace)
         await self.drain()
+
+    async def close(self, *, grace: float | None = None) -> None:
+        if not self.executor.closing:
+            await self.stop(grace=grace)
         await self.store.close()
+
+    async def undelivered(self) -> list[Job]:
+        """Jobs a previous run accepted but never posted, oldest first: run them again from their seeds."""
+        return await self.store.undelivered()
 
     @property
     def info(self) -> PipelineInfo | None:
@@ -68,12 +84,43 @@ class Engine:
         return None
 
     async def create(self, request: JobRequest) -> Job:
-        """Write the job and its tile seeds to the store (before the member's interaction is acknowledged)."""
-        return await self.store.create_job(request)
+        """Admit and store a job (before the member's interaction is acknowledged).
+
+        Raises :class:`QueueFullError` or :class:`ExecutorClosedError`, with a message for the
+        member, before anything is written when the member or the queue is at its limit. The job
+        counts against the limits from here on; pass it to :meth:`start` (or :meth:`abandon`).
+        """
+        user = request.user_id
+        self.executor.check_capacity(user, pending_user=self._pending[user], pending_total=self._pending.total())
+        self._pending[user] += 1  # counted while stored-but-not-queued, so concurrent requests see it
+        try:
+            job = await self.store.create_job(request)
+        except BaseException:
+            self._release(user)
+            raise
+        self._admitted.add(job.id)
+        return job
 
     def start(self, job: Job) -> JobHandle:
-        """Queue a stored job."""
-        return self._queue(job)
+        """Queue a stored job (created by :meth:`create`, or recovered from the store)."""
+        handle = self._queue(job)
+        if job.id in self._admitted:
+            self._admitted.discard(job.id)
+            self._release(job.request.user_id)
+        return handle
+
+    async def abandon(self, job: Job, reason: str) -> None:
+        """A created job that will not be queued (its interaction could not be acknowledged)."""
+        if job.id in self._admitted:
+            self._admitted.discard(job.id)
+            self._release(job.request.user_id)
+        await self.store.mark_finished(job.id, JobStatus.FAILED, error=reason)
+
+    def _release(self, user: int) -> None:
+        if self._pending[user] > 0:
+            self._pending[user] -= 1
+        if self._pending[user] <= 0:
+            del self._pending[user]
 
     async def submit(self, request: JobRequest) -> JobHandle:
         """Store the job, then queue it."""
@@ -122,6 +169,7 @@ class Engine:
                 await self.store.mark_finished(job_id, JobStatus.FAILED, error=outcome.reason)
             elif isinstance(outcome, Cancelled):
                 await self.store.mark_finished(job_id, JobStatus.CANCELLED)
+            # Interrupted: left queued/running in the store, to run again at the next start
         except Exception:
             log.exception("could not record the outcome of job %d", job_id)
         finally:

@@ -129,6 +129,9 @@ class Job:
     request: JobRequest
     status: JobStatus = JobStatus.QUEUED
     message_id: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    """Wall-clock times (``time.time()``) recorded by the store."""
 
     @property
     def tiles(self) -> tuple[Tile, ...]:

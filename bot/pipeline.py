@@ -44,6 +44,8 @@ StepCallback = Callable[[int, int], None]
 """``on_step(done, total)``: ``done`` of ``total`` denoising steps have finished (1-based)."""
 StopCheck = Callable[[], bool]
 """``should_stop()``: polled after every step; true stops the run and raises :class:`Cancelled`."""
+PreviewCallback = Callable[[int, bytes], None]
+"""``on_preview(done, image)``: an encoded preview of the batch after ``done`` steps (see :mod:`bot.preview`)."""
 
 
 class Cancelled(Exception):  # noqa: N818 - the name reads as what happened, like asyncio.CancelledError
@@ -153,18 +155,31 @@ def _dtype_kwarg(dtype: torch.dtype) -> dict[str, torch.dtype]:
 
 
 class _StepReporter:
-    """The ``callback_on_step_end`` of one call: reports progress, asks for an interrupt.
+    """The ``callback_on_step_end`` of one call: reports progress, asks for an interrupt, previews.
 
     Progress is reported in the member's units: ``on_step(n, steps)`` for ``n = 1 .. steps``,
     each once, in order. Most schedulers run one loop iteration per step; PNDM (SD 1.5's
     default) runs ``steps + 1`` and second-order schedulers about twice as many, so the
     iteration count is scaled down and ``(steps, steps)`` arrives with the last iteration.
+
+    With ``on_preview`` and ``preview_every > 0``, ``on_preview(n, image)`` follows every
+    ``preview_every``-th reported step except the last (the finished images follow at once).
+    A preview only reads the latents; one that fails is logged and skipped.
     """
 
-    def __init__(self, steps: int, on_step: StepCallback | None, should_stop: StopCheck | None) -> None:
+    def __init__(
+        self,
+        steps: int,
+        on_step: StepCallback | None,
+        should_stop: StopCheck | None,
+        on_preview: PreviewCallback | None = None,
+        preview_every: int = 0,
+    ) -> None:
         self.steps = steps
         self.on_step = on_step
         self.should_stop = should_stop
+        self.on_preview = on_preview if preview_every > 0 else None
+        self.preview_every = preview_every
         self.reported = 0
         self.cancelled = False
 
@@ -174,14 +189,60 @@ class _StepReporter:
     def __call__(self, pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         iterations = getattr(pipe, "num_timesteps", None) or self.steps
         done = min(self.steps, (step + 1) * self.steps // iterations)
-        if done > self.reported:
-            self.reported = done
-            if self.on_step is not None:
-                self.on_step(done, self.steps)
+        previous, self.reported = self.reported, max(self.reported, done)
+        if done > previous and self.on_step is not None:
+            self.on_step(done, self.steps)
         if self.stop_requested():
             self.cancelled = True
             pipe._interrupt = True  # the documented way: the loop skips the remaining steps
-        return kwargs
+        elif done > previous and self._preview_due(previous, done):
+            self._preview(pipe, done, kwargs.get("latents"))
+        return kwargs  # untouched: the run is the same with or without previews
+
+    def _preview_due(self, previous: int, done: int) -> bool:
+        # a multiple of preview_every was reached (or passed, when one iteration covers several steps)
+        return (
+            self.on_preview is not None
+            and done < self.steps
+            and done // self.preview_every > previous // self.preview_every
+        )
+
+    def _preview(self, pipe: Any, done: int, latents: torch.Tensor | None) -> None:
+        from bot.preview import latents_to_preview
+
+        if latents is None or self.on_preview is None:
+            return
+        try:
+            start = time.perf_counter()
+            image = latents_to_preview(latents / _noise_scale(pipe.scheduler))
+            logger.debug("preview at step %d/%d: %d bytes in %.1f ms", done, self.steps, len(image), _ms(start))
+            self.on_preview(done, image)
+        except Exception:
+            logger.warning("preview at step %d of %d failed; skipped", done, self.steps, exc_info=True)
+
+
+def _noise_scale(scheduler: Any) -> float:
+    """What the loop's latents are divided by to look like SD's (variance-preserving) latents.
+
+    Schedulers with a variance-preserving loop (PNDM, DDIM, DPM-Solver: ``init_noise_sigma`` 1)
+    need nothing. Sigma-based ones (Euler, Heun, LMS: ``init_noise_sigma`` ≈ 14.6) carry
+    ``x0 + sigma·noise``, which saturates a preview; ``sqrt(sigma² + 1)`` is the scale their
+    ``scale_model_input`` divides by, read here without calling it (it touches the scheduler's
+    state). After ``step()`` the scheduler's ``step_index`` points at the current latents' sigma.
+    """
+    index = getattr(scheduler, "step_index", None)
+    sigmas = getattr(scheduler, "sigmas", None)
+    try:
+        if index is None or sigmas is None or float(getattr(scheduler, "init_noise_sigma", 1.0)) <= 1.0:
+            return 1.0
+        sigma = float(sigmas[min(int(index), len(sigmas) - 1)])
+    except (IndexError, TypeError, ValueError, RuntimeError):
+        return 1.0
+    return math.sqrt(sigma * sigma + 1.0)
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
 
 
 # --- prompt truncation --------------------------------------------------------------------------
@@ -340,19 +401,26 @@ class Pipeline:
         *,
         on_step: StepCallback | None = None,
         should_stop: StopCheck | None = None,
+        on_preview: PreviewCallback | None = None,
+        preview_every: int = 0,
     ) -> GenerationOutput:
         """Run one batched call: image *i* from ``params.tiles[i]`` (its prompt, its seed). Blocking.
 
         ``on_step(n, params.steps)`` is called after each step, ``n = 1 .. params.steps``;
         ``should_stop()`` is polled before the run and after each step, and a true answer ends
-        the run at the next step with :class:`Cancelled`. Both run in the calling thread.
+        the run at the next step with :class:`Cancelled`. With ``preview_every > 0``,
+        ``on_preview(n, image)`` gets a cheap preview of the batch (:func:`bot.preview.latents_to_preview`)
+        after every ``preview_every``-th step but the last; previews never change the images,
+        and one that fails is logged and skipped. All callbacks run in the calling thread.
         """
         import torch
 
         # 1. Check inputs
         self.check_inputs(params)
+        if preview_every < 0:
+            raise ValueError(f"preview_every: must be 0 (off) or more, got {preview_every}")
         n = len(params.tiles)
-        reporter = _StepReporter(params.steps, on_step, should_stop)
+        reporter = _StepReporter(params.steps, on_step, should_stop, on_preview, preview_every)
 
         with self._lock:
             if reporter.stop_requested():
@@ -373,6 +441,7 @@ class Pipeline:
                 width=params.width,
                 height=params.height,
                 callback_on_step_end=reporter,
+                callback_on_step_end_tensor_inputs=["latents"],
             )
             elapsed = time.perf_counter() - start
 

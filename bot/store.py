@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS tiles (
 
 _JOB_COLUMNS = (
     "id, kind, status, prompt, negative, seed, steps, guidance, width, height, suffixes, "
-    "user_id, guild_id, channel_id, parent_job, parent_tile, message_id"
+    "user_id, guild_id, channel_id, parent_job, parent_tile, message_id, started_at, finished_at"
 )
 
 
@@ -80,7 +80,14 @@ def _job_from_row(row: Any) -> Job:
         parent_job=row[14],
         parent_tile=row[15],
     )
-    return Job(id=row[0], request=request, status=JobStatus(row[2]), message_id=row[16])
+    return Job(
+        id=row[0],
+        request=request,
+        status=JobStatus(row[2]),
+        message_id=row[16],
+        started_at=row[17],
+        finished_at=row[18],
+    )
 
 
 class Store:

@@ -19,6 +19,7 @@ from discord.ext import commands
 from bot.executor import TERMINAL, Done, ExecutorClosedError, Failed, Interrupted, Preview, QueueFullError
 from bot.grid import encode_to_fit
 from bot.jobs import Job, JobKind, JobRequest, JobResult, Tile
+from bot.preview import PREVIEW_EXTENSION
 from bot.requests import (
     UserInputError,
     imagine_request,
@@ -240,7 +241,11 @@ class ImagineCog(commands.Cog, name="Imagine"):
         job = await self._admit(interaction, request)
         if job is None:
             return
-        response = await interaction.response.defer(thinking=True)
+        try:
+            response = await interaction.response.defer(thinking=True)
+        except discord.HTTPException:
+            await self.engine.abandon(job, "the interaction could not be acknowledged")
+            raise
         message_id = response.message_id if response is not None else None
         if message_id is not None:
             await self.engine.store.set_message(job.id, message_id)
@@ -330,7 +335,11 @@ class ImagineCog(commands.Cog, name="Imagine"):
         job = await self._admit(interaction, request)
         if job is None:
             return
-        await interaction.response.defer()
+        try:
+            await interaction.response.defer()
+        except discord.HTTPException:
+            await self.engine.abandon(job, "the interaction could not be acknowledged")
+            raise
         parent = interaction.message
         if parent is None:  # pragma: no cover - buttons always come with their message
             raise RuntimeError("component interaction without a message")
@@ -380,7 +389,9 @@ class ImagineCog(commands.Cog, name="Imagine"):
         async def show(status: Status) -> None:
             fields: dict[str, Any] = {"content": status.text, "view": view}
             if status.preview is not None:
-                fields["attachments"] = [discord.File(io.BytesIO(status.preview), filename="preview.png")]
+                fields["attachments"] = [
+                    discord.File(io.BytesIO(status.preview), filename=f"preview.{PREVIEW_EXTENSION}")
+                ]
             await delivery.edit(**fields)
 
         editor = StatusEditor(show, self.settings.discord.progress_interval)

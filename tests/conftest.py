@@ -30,6 +30,7 @@ def config_text(
     api_base_url: str = "https://discord.com/api/v10",
     gateway_url: str = "wss://gateway.discord.gg",
     output_dir: Path | None = None,
+    per_user_limit: int = 20,
     extra: str = "",
 ) -> str:
     """A complete config file for tests: tiny sizes, few steps, fast progress edits."""
@@ -71,6 +72,12 @@ height = 512
 [storage]
 database = "{database}"
 output_dir = "{output_dir or ""}"
+
+[executor]
+per_user_limit = {per_user_limit}
+queue_limit = 100
+preview_every = 2
+shutdown_timeout = 5.0
 {extra}
 """
 

@@ -45,7 +45,8 @@ def buttons(message: JSON) -> list[JSON]:
 
 
 def has_grid(message: JSON) -> bool:
-    return bool(message["attachments"]) and bool(message["components"])
+    """The finished grid: an image, its embed and the numbered buttons (not a progress preview)."""
+    return bool(message["attachments"] and message["embeds"]) and any(b.get("label") == "1" for b in buttons(message))
 
 
 def replying_to(parent_id: str) -> Callable[[JSON], bool]:

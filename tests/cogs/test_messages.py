@@ -6,18 +6,18 @@ import asyncio
 import itertools
 import time
 
-from cogs._messages import StatusEditor
+from cogs._messages import Status, StatusEditor
 
 
 async def test_edits_are_throttled_and_the_latest_text_wins() -> None:
     edits: list[tuple[float, str]] = []
 
-    async def edit(text: str) -> None:
-        edits.append((time.monotonic(), text))
+    async def edit(status: Status) -> None:
+        edits.append((time.monotonic(), status.text))
 
     editor = StatusEditor(edit, interval=0.2)
     for step in range(1, 31):
-        editor.update(f"step {step}")
+        editor.update(Status(f"step {step}"))
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.25)
     await editor.close()
@@ -34,18 +34,18 @@ async def test_close_waits_for_an_edit_in_flight_and_stops() -> None:
     started, release = asyncio.Event(), asyncio.Event()
     edits: list[str] = []
 
-    async def slow_edit(text: str) -> None:
+    async def slow_edit(status: Status) -> None:
         started.set()
         await release.wait()
-        edits.append(text)
+        edits.append(status.text)
 
     editor = StatusEditor(slow_edit, interval=0.05)
-    editor.update("queued")
+    editor.update(Status("queued"))
     await started.wait()
     closing = asyncio.create_task(editor.close())
     await asyncio.sleep(0.05)
     assert not closing.done()  # the final message must not overtake this edit
-    editor.update("too late")
+    editor.update(Status("too late"))
     release.set()
     await closing
     assert edits == ["queued"]
