@@ -70,6 +70,11 @@ async def test_cancel_queued_and_running_jobs(fake: FakeDiscord, bot: SeedgridBo
 
     # a running job: strangers are refused privately, a moderator may stop it
     running_msg = await status_with_cancel(running_ix)
+    # while it runs: a progress bar with the time left, and a preview of the tiles from the latents
+    with_preview = await running_ix.wait_original(
+        lambda m: any(a["filename"] == "preview.jpg" for a in m["attachments"]), timeout=60
+    )
+    assert "s left" in with_preview["content"] and "/50" in with_preview["content"]
     cancel_id = next(b["custom_id"] for b in buttons(running_msg) if b["label"] == "Cancel")
     refused = await fake.click(stranger, running_msg, cancel_id)  # type: ignore[arg-type]
     body = (await refused.wait_response()).body
@@ -137,7 +142,10 @@ async def test_a_dropped_gateway_and_429s_still_deliver_once(fake: FakeDiscord, 
     ix = await fake.slash(fake.member, "imagine", prompt="through the storm", seed=8, steps=12, size="large")
     await ix.wait_response()
     await fake.drop_gateway()
+    await ix.wait_original(lambda m: "🎨" in (m["content"] or ""), timeout=60)
+    broken = fake.inject("PATCH", r"/webhooks/.*/messages/@original", status=503, count=1)
     await ix.wait_original(has_grid, timeout=120)
+    assert broken.hits == 1
     await fake.wait_for_resume(timeout=30)
     await asyncio.sleep(0.5)
     assert len(grid_messages(fake, "through the storm")) == 1
