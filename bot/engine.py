@@ -72,7 +72,7 @@ class Engine:
 
     async def undelivered(self) -> list[Job]:
         """Jobs a previous run accepted but never posted, oldest first: run them again from their seeds."""
-        return await self.store.undelivered()
+        return [job for job in await self.store.undelivered() if job.id not in self._handles]
 
     @property
     def info(self) -> PipelineInfo | None:

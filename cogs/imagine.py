@@ -355,6 +355,10 @@ class ImagineCog(commands.Cog, name="Imagine"):
         """Run again, from their stored seeds, the jobs a previous run accepted but never posted."""
         jobs = await self.engine.undelivered()
         for job in jobs:
+            if job.request.channel_id is None:  # not a Discord job (nothing to post it to)
+                log.warning("job %d has no channel to be delivered to; leaving it", job.id)
+                await self.engine.store.mark_delivered(job.id, None)
+                continue
             channel = self._channel(job)
             if job.request.parent_job is None:  # a slash command: its token is gone, reply to its message
                 delivery = Delivery(job, channel, reply_to=job.message_id)

@@ -174,7 +174,8 @@ async def test_acks_stay_fast_while_a_generation_runs(fake: FakeDiscord, bot: Se
     latencies = []
     waiting = []
     for i in range(20):
-        ix = await fake.slash(fake.member, "imagine", prompt=f"queued {i}", seed=i, steps=1, size="small")
+        member = fake.add_member(f"member{i}")  # twenty members, one job each
+        ix = await fake.slash(member, "imagine", prompt=f"queued {i}", seed=i, steps=1, size="small")
         await ix.wait_response()
         assert ix.ack_latency is not None
         latencies.append(ix.ack_latency)
