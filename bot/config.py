@@ -223,6 +223,61 @@ class ExecutorSettings:
         _check(0 <= self.shutdown_timeout <= 3600, f"{key}.shutdown_timeout", "must be in 0..3600 seconds")
 
 
+POLICIES = ("allow", "blur", "spoiler")
+
+
+@dataclass(frozen=True, slots=True)
+class SafetySettings:
+    checker: bool = True
+    """Run the model's safety checker when it has one (SD 1.x does)."""
+    flagged: str = "blur"
+    """Outside NSFW channels, a flagged tile is: blur (a blurred placeholder) | spoiler (the grid as a spoiler)."""
+    nsfw_channels: str = "allow"
+    """In channels marked NSFW: allow | blur | spoiler."""
+    blocklist: tuple[str, ...] = ()
+    """Words (matched as whole words) or "re:<regular expression>", case-insensitive, Unicode-normalized."""
+
+    def validate(self, key: str) -> None:
+        _check(self.flagged in ("blur", "spoiler"), f"{key}.flagged", "expected blur or spoiler")
+        _check(self.nsfw_channels in POLICIES, f"{key}.nsfw_channels", f"expected one of {', '.join(POLICIES)}")
+        for i, entry in enumerate(self.blocklist):
+            _check(bool(entry.strip()), f"{key}.blocklist[{i}]", "must not be empty")
+            if entry.startswith("re:"):
+                try:
+                    re.compile(entry[3:])
+                except re.error as exc:
+                    raise ConfigError(f"{key}.blocklist[{i}]: not a valid regular expression: {exc}") from None
+
+
+REFINE_WHO = ("anyone", "author")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessSettings:
+    guilds: tuple[int, ...] = ()
+    """Server ids where the bot works (empty = every server it is in)."""
+    channels: tuple[int, ...] = ()
+    """Channel ids where /imagine works (empty = every channel)."""
+    roles: tuple[int, ...] = ()
+    """Members need one of these role ids (empty = everyone)."""
+    direct_messages: bool = False
+    """Offer /imagine in direct messages with the bot."""
+    refine: str = "anyone"
+    """Who may press a grid's tile and re-roll buttons: anyone | author."""
+    rate_burst: int = 5
+    """Jobs a member may start in a burst (token bucket size)."""
+    rate_per_minute: float = 6.0
+    """How fast the bucket refills, in jobs per minute."""
+
+    def validate(self, key: str) -> None:
+        _check(self.refine in REFINE_WHO, f"{key}.refine", "expected anyone or author")
+        _check(1 <= self.rate_burst <= 1000, f"{key}.rate_burst", "must be in 1..1000")
+        _check(0 < self.rate_per_minute <= 10_000, f"{key}.rate_per_minute", "must be in (0, 10000]")
+        for name in ("guilds", "channels", "roles"):
+            for i, value in enumerate(getattr(self, name)):
+                _check(0 < value < 2**64, f"{key}.{name}[{i}]", "must be a Discord id (a positive integer)")
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -242,6 +297,8 @@ class Settings:
     refine: RefineSettings = field(default_factory=RefineSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    safety: SafetySettings = field(default_factory=SafetySettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     def validate(self) -> None:

@@ -96,6 +96,8 @@ class JobRequest:
     channel_id: int | None = None
     parent_job: int | None = None
     parent_tile: int | None = None
+    policy: str = "allow"
+    """What to do with tiles the safety checker flags: allow | blur | spoiler (decided by the channel)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.seed < SEED_LIMIT:

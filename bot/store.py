@@ -19,7 +19,7 @@ from .jobs import Job, JobKind, JobRequest, JobStatus, Tile
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     elapsed     REAL,
     error       TEXT,
-    delivered_at REAL                     -- when the outcome was posted (exactly-once delivery)
+    delivered_at REAL,                    -- when the outcome was posted (exactly-once delivery)
+    policy      TEXT    NOT NULL DEFAULT 'allow'   -- allow | blur | spoiler for flagged tiles
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE TABLE IF NOT EXISTS tiles (
@@ -59,7 +60,7 @@ CREATE TABLE IF NOT EXISTS tiles (
 
 _JOB_COLUMNS = (
     "id, kind, status, prompt, negative, seed, steps, guidance, width, height, suffixes, "
-    "user_id, guild_id, channel_id, parent_job, parent_tile, message_id, started_at, finished_at"
+    "user_id, guild_id, channel_id, parent_job, parent_tile, message_id, started_at, finished_at, policy"
 )
 
 
@@ -79,6 +80,7 @@ def _job_from_row(row: Any) -> Job:
         channel_id=row[13],
         parent_job=row[14],
         parent_tile=row[15],
+        policy=row[19],
     )
     return Job(
         id=row[0],
@@ -110,6 +112,8 @@ class Store:
         version = row[0] if row else 0
         if 0 < version < 2:  # a version-1 file predates exactly-once delivery
             await db.execute("ALTER TABLE jobs ADD COLUMN delivered_at REAL")
+        if 0 < version < 3:  # and the content policy
+            await db.execute("ALTER TABLE jobs ADD COLUMN policy TEXT NOT NULL DEFAULT 'allow'")
         await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         await db.commit()
         log.debug("store opened at %s", path)
@@ -129,8 +133,8 @@ class Store:
         now = time.time()
         async with self._db.execute(
             "INSERT INTO jobs (kind, status, prompt, negative, seed, steps, guidance, width, height, suffixes,"
-            " user_id, guild_id, channel_id, parent_job, parent_tile, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " user_id, guild_id, channel_id, parent_job, parent_tile, created_at, policy)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 request.kind.value,
                 JobStatus.QUEUED.value,
@@ -148,6 +152,7 @@ class Store:
                 request.parent_job,
                 request.parent_tile,
                 now,
+                request.policy,
             ),
         ) as cursor:
             job_id = cursor.lastrowid
