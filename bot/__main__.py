@@ -133,13 +133,26 @@ async def _check(settings: Settings) -> int:
 
 
 async def _run(settings: Settings, token: str) -> int:
-    from cogs.client import SeedgridBot  # the only place bot/ reaches into the Discord side
+    import discord  # only the run command needs the Discord side
+
+    from cogs.client import SeedgridBot
 
     async with SeedgridBot(settings) as client:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, _request_stop, client, signum)
-        await client.start(token)
+        try:
+            await client.start(token)
+        except discord.LoginFailure:
+            print(
+                "seedgrid: error: Discord refused the bot token in DISCORD_TOKEN; "
+                "reset it in the Developer Portal (Bot tab) and set it again",
+                file=sys.stderr,
+            )
+            return 2
+        except discord.PrivilegedIntentsRequired:
+            print("seedgrid: error: Discord refused the gateway intents", file=sys.stderr)
+            return 2
     return 0
 
 

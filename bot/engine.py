@@ -15,7 +15,7 @@ import logging
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import aiofiles
 import aiofiles.os
@@ -47,7 +47,12 @@ class Engine:
         from .render import PipelineRenderer  # torch and diffusers load here, not on import
 
         store = await Store.open(settings.storage.database if database is None else database)
-        load = partial(PipelineRenderer.load, settings.model, preview_every=settings.executor.preview_every)
+        load = partial(
+            PipelineRenderer.load,
+            settings.model,
+            preview_every=settings.executor.preview_every,
+            safety_checker=settings.safety.checker,
+        )
         executor = Executor({settings.model.device: load}, settings.executor)
         try:
             await executor.start()
@@ -81,6 +86,26 @@ class Engine:
             info = getattr(renderer, "info", None)
             if info is not None:
                 return cast("PipelineInfo", info)
+        return None
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        pipeline = self._pipeline()
+        return 77 if pipeline is None else int(pipeline.max_prompt_tokens)
+
+    async def prompt_overflow(self, prompt: str) -> str | None:
+        """The part of ``prompt`` the text encoder will not read, or None (tokenized off the event loop)."""
+        pipeline = self._pipeline()
+        if pipeline is None:
+            return None
+        result = await asyncio.to_thread(pipeline.prompt_overflow, prompt)
+        return cast("str | None", result)
+
+    def _pipeline(self) -> Any:
+        for renderer in self.executor.renderers:
+            pipeline = getattr(renderer, "pipeline", None)
+            if pipeline is not None:
+                return pipeline
         return None
 
     async def create(self, request: JobRequest) -> Job:

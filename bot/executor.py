@@ -217,6 +217,8 @@ class Executor:
         self._nonempty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._resumed = asyncio.Event()  # cleared while an admin has paused the queue
+        self._resumed.set()
 
     async def start(self) -> None:
         """Load every device's renderer in its own thread, then start taking jobs."""
@@ -248,6 +250,17 @@ class Executor:
     def closing(self) -> bool:
         return self._closing
 
+    @property
+    def paused(self) -> bool:
+        return not self._resumed.is_set()
+
+    def pause(self) -> None:
+        """Refuse new jobs and start no queued ones (the running job finishes); queued jobs are kept."""
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        self._resumed.set()
+
     def active_jobs(self, user_id: int) -> int:
         """A member's queued and running jobs."""
         return self._queue.count(user_id) + sum(1 for job in self.running if job.request.user_id == user_id)
@@ -259,6 +272,8 @@ class Executor:
         """
         if self._closing:
             raise ExecutorClosedError("The bot is restarting; try again in a minute.")
+        if self.paused:
+            raise QueueFullError("The bot's admins have paused new jobs for now; try again later.")
         limits = self.settings
         if self.active_jobs(user_id) + pending_user >= limits.per_user_limit:
             raise QueueFullError(
@@ -320,9 +335,11 @@ class Executor:
             handle._emit(Queued(position))
 
     async def _next(self) -> JobHandle:
-        while not self._queue:
+        while not self._queue or self.paused:
             self._nonempty.clear()
-            await self._nonempty.wait()
+            await self._resumed.wait()
+            if not self._queue:
+                await self._nonempty.wait()
         handle = self._queue.pop()
         self._announce_positions()
         return handle

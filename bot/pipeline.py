@@ -14,6 +14,11 @@ A :class:`Pipeline` is not meant to be shared between threads: diffusers schedul
 stateful. :meth:`Pipeline.generate` holds a lock for the whole call so that a mistake
 serialises runs instead of corrupting them; :meth:`Pipeline.prompt_overflow` uses its own
 copy of the tokenizer and may be called from any thread.
+
+The safety checker (SD 1.x has one) is run by :meth:`Pipeline.generate` itself, after the
+diffusers call and on a copy of the images: diffusers' own run would black out what it flags,
+and the bot wants the flags *and* the originals, so that the channel's policy
+(:func:`bot.safety.apply_policy`: allow, blur, spoiler) decides what members see.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,16 +66,21 @@ class PipelineInfo:
     device: str
     dtype: str
     scheduler: str
+    safety_checker: bool = False
+    """Whether every batch goes through the model's safety checker (it has one, and it is on)."""
 
 
 @dataclass(frozen=True, slots=True)
 class GenerationOutput:
-    """The images of one call, in tile order, and whether the safety checker blanked each one."""
+    """The images of one call, in tile order, and whether the safety checker flagged each one.
+
+    The images are the originals, flagged or not: what to show is the channel policy's call.
+    """
 
     images: list[Image.Image]
     nsfw: list[bool]
     elapsed: float
-    """Seconds the pipeline call itself took (``time.perf_counter``)."""
+    """Seconds the pipeline call and the safety check took (``time.perf_counter``)."""
 
 
 # --- settings → torch ---------------------------------------------------------------------------
@@ -291,6 +302,52 @@ class _Truncation:
         return removed.strip() or None
 
 
+# --- safety checker -----------------------------------------------------------------------------
+
+
+def _checks(pipe: Any) -> bool:
+    """Whether ``pipe`` has a safety checker we can run: the checker and its feature extractor."""
+    return getattr(pipe, "safety_checker", None) is not None and getattr(pipe, "feature_extractor", None) is not None
+
+
+@contextmanager
+def _without_builtin_checker(pipe: Any) -> Iterator[None]:
+    """Run ``pipe`` with its ``safety_checker`` detached, so that diffusers blacks nothing out.
+
+    Safe because one thread owns a :class:`Pipeline` (the executor's worker thread for its
+    device) and :meth:`Pipeline.generate` holds the pipeline's lock around this. diffusers
+    records components in the pipeline's config, and setting one to None and back leaves
+    ``(None, None)`` there, so the config entry is put back as well.
+    """
+    checker = getattr(pipe, "safety_checker", None)
+    if checker is None:
+        yield
+        return
+    entry = pipe.config.get("safety_checker")
+    pipe.safety_checker = None
+    try:
+        yield
+    finally:
+        pipe.safety_checker = checker
+        if entry is not None:
+            pipe.register_to_config(safety_checker=entry)
+
+
+def _run_checker(checker: Any, feature_extractor: Any, images: list[Image.Image]) -> list[bool]:
+    """The SD safety checker's verdict on each image, as diffusers' ``run_safety_checker`` gets it.
+
+    The checker zeroes what it flags in the array it is given: it gets a copy. (It also logs
+    "A black image will be returned instead"; here the originals are kept.)
+    """
+    import numpy as np
+
+    features = feature_extractor(images, return_tensors="pt")
+    clip_input = features.pixel_values.to(device=checker.device, dtype=checker.dtype)
+    copy = np.stack([np.asarray(image) for image in images])
+    _, flags = checker(images=copy, clip_input=clip_input)
+    return [bool(flag) for flag in flags]
+
+
 # --- the pipeline -------------------------------------------------------------------------------
 
 
@@ -303,11 +360,16 @@ class Pipeline:
         self._pipe = pipe
         self._lock = threading.Lock()
         self._truncation = _Truncation(pipe.tokenizer)
+        self._checks = _checks(pipe)
         self.info = info
 
     @classmethod
-    def load(cls, settings: ModelSettings) -> Pipeline:
-        """Load ``settings.id`` (a Hub id or a ``save_pretrained`` folder). Blocking: seconds to minutes."""
+    def load(cls, settings: ModelSettings, *, safety_checker: bool = True) -> Pipeline:
+        """Load ``settings.id`` (a Hub id or a ``save_pretrained`` folder). Blocking: seconds to minutes.
+
+        With ``safety_checker`` (``[safety] checker``) every batch goes through the model's
+        safety checker when it has one; with False it is dropped before it reaches the device.
+        """
         import diffusers
 
         # 1. Resolve the settings first: a typo fails before gigabytes are read
@@ -333,7 +395,14 @@ class Pipeline:
                 )
             pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
 
-        # 4. Place it
+        # 4. The safety checker: kept (generate() runs it on a copy of the images) or dropped
+        has_checker = getattr(pipe, "safety_checker", None) is not None
+        if has_checker and not safety_checker:
+            pipe.safety_checker = None
+        elif has_checker and not _checks(pipe):
+            logger.warning("the model's safety checker has no feature extractor; images will not be checked")
+
+        # 5. Place it
         if offload:
             pipe.enable_model_cpu_offload(device=device)
         else:
@@ -345,9 +414,11 @@ class Pipeline:
             device=device,
             dtype=_dtype_name(dtype),
             scheduler=type(pipe.scheduler).__name__,
+            safety_checker=_checks(pipe),
         )
+        checker_state = "on" if info.safety_checker else "off" if has_checker else "none in this model"
         logger.info(
-            "loaded model %s in %.1f s: %s on %s%s, %s, scheduler %s",
+            "loaded model %s in %.1f s: %s on %s%s, %s, scheduler %s, safety checker %s",
             info.model,
             time.perf_counter() - start,
             type(pipe).__name__,
@@ -355,6 +426,7 @@ class Pipeline:
             " (model cpu offload)" if offload else "",
             info.dtype,
             info.scheduler,
+            checker_state,
         )
         return cls(pipe, info)
 
@@ -412,6 +484,9 @@ class Pipeline:
         ``on_preview(n, image)`` gets a cheap preview of the batch (:func:`bot.preview.latents_to_preview`)
         after every ``preview_every``-th step but the last; previews never change the images,
         and one that fails is logged and skipped. All callbacks run in the calling thread.
+
+        When the model has a safety checker and it is on, ``nsfw[i]`` is its verdict on image
+        *i*; the images are returned as drawn either way.
         """
         import torch
 
@@ -430,27 +505,34 @@ class Pipeline:
             #    noise of tile i depends on its seed only, whatever the batch and the device.
             generators = [torch.Generator("cpu").manual_seed(seed) for seed in params.seeds]
 
-            # 3. One batched call
+            # 3. One batched call, without diffusers' own safety check (it would black images out)
             start = time.perf_counter()
-            output = self._pipe(
-                prompt=params.prompts,
-                negative_prompt=[params.negative] * n if params.negative.strip() else None,
-                generator=generators,
-                num_inference_steps=params.steps,
-                guidance_scale=params.guidance,
-                width=params.width,
-                height=params.height,
-                callback_on_step_end=reporter,
-                callback_on_step_end_tensor_inputs=["latents"],
-            )
+            with _without_builtin_checker(self._pipe):
+                output = self._pipe(
+                    prompt=params.prompts,
+                    negative_prompt=[params.negative] * n if params.negative.strip() else None,
+                    generator=generators,
+                    num_inference_steps=params.steps,
+                    guidance_scale=params.guidance,
+                    width=params.width,
+                    height=params.height,
+                    callback_on_step_end=reporter,
+                    callback_on_step_end_tensor_inputs=["latents"],
+                )
+
+            # 4. Interrupted? (diffusers still decodes what it has; those images are dropped)
+            if reporter.cancelled:
+                raise Cancelled(f"stopped after {reporter.reported} of {params.steps} steps")
+
+            # 5. The safety checker's verdicts, the images left as they are
+            images = list(output.images)
+            nsfw = [False] * n
+            if self._checks:
+                nsfw = _run_checker(self._pipe.safety_checker, self._pipe.feature_extractor, images)
             elapsed = time.perf_counter() - start
 
-        # 4. Interrupted? (diffusers still decodes what it has; those images are dropped)
-        if reporter.cancelled:
-            raise Cancelled(f"stopped after {reporter.reported} of {params.steps} steps")
-
-        # 5. Collect: pipelines without a safety checker report None
-        flags = getattr(output, "nsfw_content_detected", None)
-        nsfw = [bool(flag) for flag in flags] if flags is not None else [False] * n
+        if any(nsfw):
+            flagged = [i + 1 for i, flag in enumerate(nsfw) if flag]
+            logger.info("safety checker flagged tile(s) %s of %d; the originals are kept", flagged, n)
         logger.debug("generated %d image(s) in %.2f s (%d steps)", n, elapsed, params.steps)
-        return GenerationOutput(images=list(output.images), nsfw=nsfw, elapsed=elapsed)
+        return GenerationOutput(images=images, nsfw=nsfw, elapsed=elapsed)

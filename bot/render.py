@@ -115,8 +115,9 @@ class PipelineRenderer:
         self.preview_every = preview_every
 
     @classmethod
-    def load(cls, settings: ModelSettings, *, preview_every: int = 0) -> PipelineRenderer:
-        return cls(Pipeline.load(settings), preview_every=preview_every)
+    def load(cls, settings: ModelSettings, *, preview_every: int = 0, safety_checker: bool = True) -> PipelineRenderer:
+        """Load the model (blocking). ``safety_checker`` is ``[safety] checker``: see :meth:`Pipeline.load`."""
+        return cls(Pipeline.load(settings, safety_checker=safety_checker), preview_every=preview_every)
 
     @property
     def info(self) -> PipelineInfo:

@@ -198,6 +198,15 @@ class Store:
         await self._db.commit()
         return deleted
 
+    async def finished_since(self, since: float) -> list[float]:
+        """Run times (seconds) of the jobs finished successfully since ``since`` (a ``time.time()``)."""
+        async with self._db.execute(
+            "SELECT elapsed FROM jobs WHERE status = ? AND finished_at >= ? AND elapsed IS NOT NULL",
+            (JobStatus.DONE.value, since),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [float(r[0]) for r in rows]
+
     async def last_job_id(self) -> int:
         async with self._db.execute("SELECT COALESCE(MAX(id), 0) FROM jobs") as cursor:
             row = await cursor.fetchone()

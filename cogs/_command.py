@@ -20,7 +20,9 @@ ImagineCallback = Callable[
 ]
 
 
-def imagine_command(gen: GenerationSettings, run: ImagineCallback) -> app_commands.Command[Any, ..., None]:
+def imagine_command(
+    gen: GenerationSettings, run: ImagineCallback, *, direct_messages: bool = False
+) -> app_commands.Command[Any, ..., None]:
     sizes = [app_commands.Choice(name=s.label, value=s.name) for s in gen.sizes]
     prompt_type = app_commands.Range[str, 1, MAX_PROMPT_LENGTH]
     seed_type = app_commands.Range[int, 0, SEED_LIMIT - 1]
@@ -38,7 +40,8 @@ def imagine_command(gen: GenerationSettings, run: ImagineCallback) -> app_comman
         size=f"Image size (default {gen.sizes[0].label})",
     )
     @app_commands.choices(size=sizes)
-    @app_commands.guild_only()
+    @app_commands.allowed_contexts(guilds=True, dms=direct_messages, private_channels=False)
+    @app_commands.allowed_installs(guilds=True, users=False)
     async def imagine(
         interaction: discord.Interaction,
         prompt: prompt_type,

@@ -53,9 +53,20 @@ def status_text(job: Job, event: Event | None) -> str:
 
 
 def grid_message(
-    job: Job, result: JobResult, *, model: str, image: bytes | None = None, ext: str = "png"
+    job: Job,
+    result: JobResult,
+    *,
+    model: str,
+    image: bytes | None = None,
+    ext: str = "png",
+    spoiler: bool = False,
+    flagged: tuple[int, ...] = (),
+    hidden: bool = True,
 ) -> tuple[discord.Embed, discord.File]:
-    """The finished grid: an embed with every parameter, and the image (``image`` or the PNG) attached."""
+    """The finished grid: an embed with every parameter, and the image (``image`` or the PNG) attached.
+
+    ``flagged`` tiles are named in the embed; ``spoiler`` sends the image as a spoiler.
+    """
     request = job.request
     filename = f"seedgrid-{job.id}.{ext}"
     embed = discord.Embed(colour=EMBED_COLOUR)
@@ -76,9 +87,17 @@ def grid_message(
     embed.add_field(name="Size", value=f"{request.width}×{request.height}", inline=True)
     embed.add_field(name="Model", value=_clip(model, 1024), inline=True)
     embed.add_field(name="Time", value=f"{result.elapsed:.1f} s", inline=True)
-    embed.set_image(url=f"attachment://{filename}")
+    if flagged:
+        tiles = ", ".join(str(n) for n in flagged)
+        how = "hidden" if hidden else "sent as a spoiler"
+        embed.add_field(name="Safety", value=f"⚠️ The safety checker flagged tile(s) {tiles}: {how}.", inline=False)
+    file = discord.File(
+        io.BytesIO(result.grid_png if image is None else image), filename=filename, spoiler=spoiler and bool(flagged)
+    )
+    if not file.spoiler:  # a spoilered image cannot be shown inside the embed without revealing it
+        embed.set_image(url=f"attachment://{filename}")
     embed.set_footer(text=f"job {job.id} · press a number to refine that tile")
-    return embed, discord.File(io.BytesIO(result.grid_png if image is None else image), filename=filename)
+    return embed, file
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from bot.engine import Engine
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.errors", "cogs.imagine")
+EXTENSIONS = ("cogs.errors", "cogs.imagine", "cogs.admin")
 
 
 def point_at(settings: DiscordSettings) -> None:

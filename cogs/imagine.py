@@ -11,12 +11,22 @@ import io
 import logging
 import re
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord.ext import commands
 
-from bot.executor import TERMINAL, Done, ExecutorClosedError, Failed, Interrupted, Preview, QueueFullError
+from bot.executor import (
+    TERMINAL,
+    Done,
+    ExecutorClosedError,
+    Failed,
+    Interrupted,
+    Preview,
+    QueueFullError,
+    Terminal,
+)
 from bot.grid import encode_to_fit
 from bot.jobs import Job, JobKind, JobRequest, JobResult, Tile
 from bot.preview import PREVIEW_EXTENSION
@@ -27,7 +37,9 @@ from bot.requests import (
     refine_request,
     reroll_request,
 )
+from bot.safety import apply_policy
 
+from ._access import Gatekeeper
 from ._command import imagine_command
 from ._delivery import Delivery
 from ._messages import NO_MENTIONS, Status, StatusEditor, grid_message, headline, status_text
@@ -38,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESTARTING = "The bot is restarting; this job will run when it is back."
+UNKNOWN_INTERACTION = 10062
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 """Discord's upload limit for a server without boosts; interactions tell the exact figure."""
 
@@ -62,12 +75,22 @@ async def _guarded(interaction: discord.Interaction, work: Awaitable[None]) -> N
     """Run a button's work; an unexpected error is logged and the member told privately."""
     try:
         await work
-    except Exception:
-        log.exception("button %s failed", interaction.data.get("custom_id") if interaction.data else "?")
-        try:
-            await reply_error(interaction, "Something went wrong; it has been logged for the bot's admin.")
-        except discord.HTTPException:
-            log.warning("could not tell the member about the error")
+    except discord.NotFound as exc:
+        if exc.code != UNKNOWN_INTERACTION:
+            await _report(interaction, exc)
+        else:  # nothing can be sent to the member any more
+            log.warning("interaction %d expired before it was answered (over Discord's 3 s)", interaction.id)
+    except Exception as exc:
+        await _report(interaction, exc)
+
+
+async def _report(interaction: discord.Interaction, exc: Exception) -> None:
+    custom_id = interaction.data.get("custom_id") if interaction.data else "?"
+    log.error("button %s failed", custom_id, exc_info=exc)
+    try:
+        await reply_error(interaction, "Something went wrong; it has been logged for the bot's admin.")
+    except discord.HTTPException:
+        log.warning("could not tell the member about the error")
 
 
 # --- buttons -----------------------------------------------------------------------------------
@@ -192,9 +215,13 @@ class ImagineCog(commands.Cog, name="Imagine"):
         self.bot = bot
         self.settings = bot.settings
         self.engine = bot.engine
-        self._command = imagine_command(self.settings.generation, self.imagine)
+        self._command = imagine_command(
+            self.settings.generation, self.imagine, direct_messages=self.settings.access.direct_messages
+        )
         self._deliveries: set[asyncio.Task[None]] = set()
         self._cancelled_by: dict[int, str] = {}
+        info = self.engine.info
+        self.gate = Gatekeeper(self.settings, safety_checker=bool(info and getattr(info, "safety_checker", False)))
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(TileButton, RerollButton, CancelButton)
@@ -222,6 +249,10 @@ class ImagineCog(commands.Cog, name="Imagine"):
         guidance: float | None,
         size: str | None,
     ) -> None:
+        denied = self.gate.where(interaction)
+        if denied:
+            await reply_error(interaction, denied)
+            return
         try:
             request = imagine_request(
                 self.settings.generation,
@@ -238,7 +269,8 @@ class ImagineCog(commands.Cog, name="Imagine"):
         except UserInputError as exc:
             await reply_error(interaction, str(exc))
             return
-        job = await self._admit(interaction, request)
+        request = replace(request, policy=self.gate.policy(interaction.channel))
+        job = await self._admit(interaction, request, request.prompt, request.negative)
         if job is None:
             return
         try:
@@ -250,11 +282,27 @@ class ImagineCog(commands.Cog, name="Imagine"):
         if message_id is not None:
             await self.engine.store.set_message(job.id, message_id)
         self._follow(Delivery(job, self._channel(job), interaction=interaction, reply_to=message_id))
+        await self._tell_what_was_cut(interaction, request.prompt)
+
+    async def _tell_what_was_cut(self, interaction: discord.Interaction, prompt: str) -> None:
+        """The text encoder reads 77 tokens; say privately which words it will not see."""
+        cut = await self.engine.prompt_overflow(prompt)
+        if cut:
+            await interaction.followup.send(
+                f"ℹ️ The model reads only the first {self.engine.max_prompt_tokens} tokens of a prompt; "
+                f"this part was ignored: {discord.utils.escape_markdown(cut[:1500])}",
+                ephemeral=True,
+                allowed_mentions=NO_MENTIONS,
+            )
 
     async def open_refine(self, interaction: discord.Interaction, job_id: int, tile_index: int) -> None:
         """Button N: the modal must be the first response, so only a quick store read comes before it."""
         found = await self._find(interaction, job_id)
         if found is None:
+            return
+        denied = self.gate.where(interaction) or self.gate.may_refine(interaction, found.request.user_id)
+        if denied:
+            await reply_error(interaction, denied)
             return
         tile = await self.engine.store.get_tile(job_id, tile_index)
         if tile is None:
@@ -265,6 +313,8 @@ class ImagineCog(commands.Cog, name="Imagine"):
     async def refine(
         self, interaction: discord.Interaction, parent: Job, tile_index: int, tile: Tile, text: str
     ) -> None:
+        if await self._find(interaction, parent.id) is None:  # deleted while the form was open
+            return
         try:
             suffixes = parse_suffixes(text, self.settings.refine)
             request = refine_request(
@@ -280,16 +330,20 @@ class ImagineCog(commands.Cog, name="Imagine"):
         except UserInputError as exc:
             await reply_error(interaction, str(exc))
             return
-        await self._start_reply(interaction, request)
+        await self._start_reply(interaction, request, *suffixes)
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
         parent = await self._find(interaction, job_id)
         if parent is None:
             return
+        denied = self.gate.where(interaction) or self.gate.may_refine(interaction, parent.request.user_id)
+        if denied:
+            await reply_error(interaction, denied)
+            return
         request = reroll_request(
             parent.request, parent_job=parent.id, user_id=interaction.user.id, channel_id=interaction.channel_id
         )
-        await self._start_reply(interaction, request)
+        await self._start_reply(interaction, request, request.prompt, request.negative)
 
     async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
         """The Cancel button: for the job's author and for members who may manage messages."""
@@ -303,9 +357,13 @@ class ImagineCog(commands.Cog, name="Imagine"):
         if not self.engine.cancel(job_id):
             await reply_error(interaction, "This job is no longer waiting or running.")
             return
-        self._cancelled_by[job_id] = interaction.user.display_name
+        self.note_cancel(job_id, interaction.user.display_name)
         await interaction.response.defer()
         log.info("job %d cancelled by %s (%d)", job_id, interaction.user, interaction.user.id)
+
+    def note_cancel(self, job_id: int, by: str) -> None:
+        """Remember who cancelled a job, for the message that says so."""
+        self._cancelled_by[job_id] = by
 
     # --- shared plumbing ---
 
@@ -316,11 +374,19 @@ class ImagineCog(commands.Cog, name="Imagine"):
             return None
         return job
 
-    async def _admit(self, interaction: discord.Interaction, request: JobRequest) -> Job | None:
-        """Store the job before acknowledging; a full queue or a shutdown is refused aloud and stores nothing."""
+    async def _admit(self, interaction: discord.Interaction, request: JobRequest, *texts: str) -> Job | None:
+        """Check the words and the member's rate, then store the job before acknowledging.
+
+        A refusal (blocklist, rate limit, full queue, shutdown) is said privately and stores nothing.
+        """
+        refusal = self.gate.blocked(*texts) or self.gate.rate(interaction.user.id)
+        if refusal:
+            await reply_error(interaction, refusal)
+            return None
         try:
             return await self.engine.create(request)
         except (QueueFullError, ExecutorClosedError) as exc:
+            self.gate.refund(interaction.user.id)
             await reply_error(interaction, str(exc))
             return None
 
@@ -330,9 +396,10 @@ class ImagineCog(commands.Cog, name="Imagine"):
             raise RuntimeError(f"job {job.id} has no channel")
         return self.bot.get_partial_messageable(channel_id, guild_id=job.request.guild_id)
 
-    async def _start_reply(self, interaction: discord.Interaction, request: JobRequest) -> None:
+    async def _start_reply(self, interaction: discord.Interaction, request: JobRequest, *texts: str) -> None:
         """Refine and re-roll: acknowledge silently, then post a new grid replying to the button's message."""
-        job = await self._admit(interaction, request)
+        request = replace(request, policy=self.gate.policy(interaction.channel))
+        job = await self._admit(interaction, request, *texts)
         if job is None:
             return
         try:
@@ -403,7 +470,10 @@ class ImagineCog(commands.Cog, name="Imagine"):
         try:
             async for event in handle.events():
                 if isinstance(event, Preview):
-                    status = Status(status.text, event.image)
+                    if (
+                        job.request.policy == "allow"
+                    ):  # a preview is never checked: no previews where tiles may be hidden
+                        status = Status(status.text, event.image)
                 elif not isinstance(event, TERMINAL):
                     status = Status(status_text(job, event), status.preview)
                 else:
@@ -411,7 +481,11 @@ class ImagineCog(commands.Cog, name="Imagine"):
                 editor.update(status)
         finally:
             await editor.close()
-        outcome = await handle.wait()
+        await self._post_outcome(delivery, await handle.wait())
+
+    async def _post_outcome(self, delivery: Delivery, outcome: Terminal) -> None:
+        """The grid, or why there is none; then the job is recorded as delivered."""
+        job = delivery.job
         if isinstance(outcome, Interrupted):  # the job stays stored and runs again at the next start
             await self._edit_safely(delivery, content=f"**{headline(job)}**\n⏸ {RESTARTING}")
             return
@@ -447,12 +521,23 @@ class ImagineCog(commands.Cog, name="Imagine"):
 
     async def _post_grid(self, delivery: Delivery, result: JobResult) -> discord.Message:
         job = delivery.job
+        # the channel's policy for flagged tiles, and the upload limit, applied off the event loop
+        publication = await asyncio.to_thread(apply_policy, result, job.request.policy)
         upload_limit = delivery.interaction.filesize_limit if delivery.interaction else DEFAULT_UPLOAD_LIMIT
-        image, ext = result.grid_png, "png"
-        if len(image) > upload_limit:  # re-encode off the loop to fit the upload limit
+        image, ext = publication.image, publication.filename_ext
+        if len(image) > upload_limit:
             image, ext = await asyncio.to_thread(_reencode, image, upload_limit)
             log.info("job %d grid re-encoded as %s to fit %d bytes", job.id, ext, upload_limit)
-        embed, file = grid_message(job, result, model=self.model_name, image=image, ext=ext)
+        embed, file = grid_message(
+            job,
+            result,
+            model=self.model_name,
+            image=image,
+            ext=ext,
+            spoiler=publication.spoiler,
+            flagged=publication.flagged if job.request.policy != "allow" else (),
+            hidden=job.request.policy == "blur",
+        )
         return await self._final(
             delivery, content=None, embed=embed, attachments=[file], view=grid_view(job, len(result.tiles))
         )

@@ -31,6 +31,7 @@ def config_text(
     gateway_url: str = "wss://gateway.discord.gg",
     output_dir: Path | None = None,
     per_user_limit: int = 20,
+    preview_every: int = 2,
     extra: str = "",
 ) -> str:
     """A complete config file for tests: tiny sizes, few steps, fast progress edits."""
@@ -76,7 +77,7 @@ output_dir = "{output_dir or ""}"
 [executor]
 per_user_limit = {per_user_limit}
 queue_limit = 100
-preview_every = 2
+preview_every = {preview_every}
 shutdown_timeout = 5.0
 {extra}
 """

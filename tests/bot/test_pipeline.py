@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from PIL import Image
+from transformers import CLIPImageProcessor
 
 from bot.config import ConfigError, ModelSettings
 from bot.jobs import GenParams, JobKind, JobRequest, Tile
@@ -352,20 +354,116 @@ def test_prompt_overflow_from_another_thread_during_a_run(pipeline: Pipeline) ->
 
 @pytest.fixture(scope="module")
 def checked_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model plus a tiny random safety checker (same UNet, VAE and text encoder weights)."""
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd-checked"), safety_checker=True)
 
 
-def test_safety_checker_flags_are_reported(checked_model_dir: Path) -> None:
-    batch = params(("a cat", 1), ("a cat", 2))
-    clean = Pipeline.load(ModelSettings(id=str(checked_model_dir), device="cpu")).generate(batch)
-    assert clean.nsfw == [False, False]
-
-    # lower every concept threshold below any cosine: now everything is "nsfw" and blacked out
-    folder = checked_model_dir / "safety_checker"
-    checker = StableDiffusionSafetyChecker.from_pretrained(folder)
+def with_checker(source: Path, target: Path, concept: torch.Tensor | None = None, threshold: float = -2.0) -> Path:
+    """A copy of ``source`` whose checker flags an image when its cosine with ``concept`` is above
+    ``threshold`` (without ``concept``: every concept, so -2.0 flags everything)."""
+    shutil.copytree(source, target)
+    checker = StableDiffusionSafetyChecker.from_pretrained(target / "safety_checker")
     with torch.no_grad():
-        checker.concept_embeds_weights.fill_(-2.0)
-    checker.save_pretrained(folder)
-    flagged = Pipeline.load(ModelSettings(id=str(checked_model_dir), device="cpu")).generate(batch)
-    assert flagged.nsfw == [True, True]
-    assert all(pixels(im).max() == 0 for im in flagged.images)
+        if concept is None:
+            checker.concept_embeds_weights.fill_(threshold)
+        else:
+            checker.concept_embeds[0] = concept
+            checker.concept_embeds_weights[0] = threshold
+    checker.save_pretrained(target / "safety_checker")
+    return target
+
+
+def load(folder: Path, **kwargs: bool) -> Pipeline:
+    return Pipeline.load(ModelSettings(id=str(folder), device="cpu"), **kwargs)
+
+
+CHECK_BATCH = params(("a cat", 1), ("a cat", 2), ("a dog", 3), ("a cat", 4))
+
+
+@pytest.fixture(scope="module")
+def unchecked(pipeline: Pipeline) -> list[Image.Image]:
+    """The batch from the model without a checker: the images every checked run must return."""
+    return pipeline.generate(CHECK_BATCH).images
+
+
+@pytest.fixture(scope="module")
+def unchecked_images(unchecked: list[Image.Image]) -> list[bytes]:
+    return [im.tobytes() for im in unchecked]
+
+
+def test_a_model_without_a_checker(pipeline: Pipeline) -> None:
+    assert pipeline.info.safety_checker is False
+    assert pipeline.generate(params(("a cat", 1))).nsfw == [False]
+
+
+def test_clean_images_pass_the_checker(checked_model_dir: Path, unchecked_images: list[bytes]) -> None:
+    loaded = load(checked_model_dir)
+    assert loaded.info.safety_checker is True
+    output = loaded.generate(CHECK_BATCH)
+    assert output.nsfw == [False] * 4
+    assert [im.tobytes() for im in output.images] == unchecked_images
+
+
+def test_flagged_images_are_kept(
+    checked_model_dir: Path, tmp_path: Path, unchecked_images: list[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    loaded = load(with_checker(checked_model_dir, tmp_path / "flags-all"))
+    with caplog.at_level(logging.INFO, logger="bot.pipeline"):
+        output = loaded.generate(CHECK_BATCH)
+    assert output.nsfw == [True] * 4
+    # diffusers' own checker would have returned black images; these are the originals
+    assert [im.tobytes() for im in output.images] == unchecked_images
+    assert all(pixels(im).std() > 20 for im in output.images)
+    assert "flagged tile(s) [1, 2, 3, 4] of 4" in caplog.text
+
+
+def test_flags_are_per_image_in_tile_order(
+    checked_model_dir: Path, tmp_path: Path, unchecked: list[Image.Image], unchecked_images: list[bytes]
+) -> None:
+    # a checker whose one concept is tile 3's own embedding, with a threshold between its cosine
+    # with itself (1.0) and with the other tiles (≤ 0.993 on this model): only tile 3 is flagged
+    images = unchecked  # the checked model has the same weights (test_clean_images_pass_the_checker)
+    checker = StableDiffusionSafetyChecker.from_pretrained(checked_model_dir / "safety_checker")
+    extractor = CLIPImageProcessor.from_pretrained(checked_model_dir / "feature_extractor")
+    with torch.no_grad():
+        clip_input = extractor(images, return_tensors="pt").pixel_values
+        embeds = torch.nn.functional.normalize(checker.visual_projection(checker.vision_model(clip_input)[1]), dim=-1)
+    cosines = (embeds @ embeds[2]).tolist()
+    others = max(c for i, c in enumerate(cosines) if i != 2)
+    assert others < 0.998  # room for the checker's rounding to 3 decimals
+    loaded = load(with_checker(checked_model_dir, tmp_path / "flags-3", embeds[2], (1.0 + others) / 2))
+    output = loaded.generate(CHECK_BATCH)
+    assert output.nsfw == [False, False, True, False]
+    assert [im.tobytes() for im in output.images] == unchecked_images
+    # tiles are checked as a batch, but each on its own merits: alone, tile 3 is still flagged
+    alone = loaded.generate(params(("a dog", 3)))
+    assert alone.nsfw == [True]
+
+
+def test_checker_off(checked_model_dir: Path, tmp_path: Path, unchecked_images: list[bytes]) -> None:
+    loaded = load(with_checker(checked_model_dir, tmp_path / "flags-all"), safety_checker=False)
+    assert loaded.info.safety_checker is False
+    output = loaded.generate(CHECK_BATCH)
+    assert output.nsfw == [False] * 4
+    assert [im.tobytes() for im in output.images] == unchecked_images
+
+
+def test_the_pipeline_gets_its_checker_back(checked_model_dir: Path) -> None:
+    loaded = load(checked_model_dir)
+    pipe = loaded._pipe
+    checker, entry = pipe.safety_checker, pipe.config["safety_checker"]
+    seen: list[object] = []
+
+    def during(n: int, total: int) -> None:
+        seen.append(pipe.safety_checker)
+        if n == 2:
+            raise RuntimeError("progress sink broke")
+
+    with pytest.raises(RuntimeError, match="progress sink broke"):
+        loaded.generate(params(("a cat", 1)), on_step=during)
+    assert seen == [None, None]  # diffusers ran without it
+    assert pipe.safety_checker is checker
+    assert pipe.config["safety_checker"] == entry
+    loaded.generate(params(("a cat", 1)))
+    assert pipe.safety_checker is checker
+    assert pipe.config["safety_checker"] == entry

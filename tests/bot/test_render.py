@@ -12,6 +12,7 @@ import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -147,6 +148,43 @@ def test_load_takes_preview_every(tiny_model: Path) -> None:
     assert renderer.info.device == "cpu"
     with pytest.raises(ValueError, match="preview_every"):
         PipelineRenderer(renderer.pipeline, preview_every=-1)
+
+
+def test_load_passes_the_safety_checker_setting(monkeypatch: pytest.MonkeyPatch, pipeline: Pipeline) -> None:
+    calls: list[tuple[ModelSettings, bool]] = []
+
+    def fake_load(cls: type[Pipeline], settings: ModelSettings, *, safety_checker: bool = True) -> Pipeline:
+        calls.append((settings, safety_checker))
+        return pipeline
+
+    monkeypatch.setattr(Pipeline, "load", classmethod(fake_load))
+    settings = ModelSettings(id="some/model", device="cpu")
+    PipelineRenderer.load(settings, preview_every=2, safety_checker=False)
+    PipelineRenderer.load(settings)
+    assert calls == [(settings, False), (settings, True)]
+
+
+class FlagSeeds:
+    """A pretend pipeline: a flat tile per seed, flagged by the safety checker when its seed is in ``seeds``."""
+
+    def __init__(self, info: PipelineInfo, seeds: set[int]) -> None:
+        self.info = info
+        self.seeds = seeds
+
+    def generate(self, params: GenParams, **kwargs: Any) -> GenerationOutput:
+        images = [Image.new("RGB", (params.width, params.height), (seed % 256, 0, 0)) for seed in params.seeds]
+        return GenerationOutput(images, [seed in self.seeds for seed in params.seeds], 0.1)
+
+
+@pytest.mark.parametrize(("limit", "calls"), [(4, [4]), (2, [4, 2, 2]), (1, [4, 2, 1, 1, 2, 1, 1])])
+def test_flags_keep_their_tiles_through_splits(pipeline: Pipeline, limit: int, calls: list[int]) -> None:
+    flagging = FlagSeeds(pipeline.info, {1234 + 1, 1234 + 3})
+    gpu = OutOfMemoryAbove(flagging, limit=limit, fail_at=0)  # type: ignore[arg-type]
+    result, _ = render(PipelineRenderer(gpu), make_job())
+    assert gpu.calls == calls
+    assert result.nsfw == (False, True, False, True)
+    reds = [int(np.asarray(Image.open(io.BytesIO(png)))[0, 0, 0]) for png in result.tile_pngs]
+    assert reds == [(1234 + i) % 256 for i in range(4)]
 
 
 # --- out of memory: split and retry ---------------------------------------------------------------

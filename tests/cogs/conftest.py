@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -38,6 +39,24 @@ async def bot(fake: FakeDiscord, engine: Engine, tiny_model: Path, tmp_path: Pat
     async with running(client, fake):
         yield client
     await engine.drain()
+
+
+BotFactory = Callable[..., contextlib.AbstractAsyncContextManager[SeedgridBot]]
+
+
+@pytest.fixture
+def make_bot(fake: FakeDiscord, engine: Engine, tiny_model: Path, tmp_path: Path) -> BotFactory:
+    """``async with make_bot(extra_toml) as bot``: the real bot with extra config sections (shared engine)."""
+
+    @contextlib.asynccontextmanager
+    async def make(extra: str = "", *, engine_: Engine | None = None) -> AsyncIterator[SeedgridBot]:
+        settings = bot_settings(fake, tiny_model, tmp_path / "unused.db", extra=extra)
+        client = SeedgridBot(settings, engine=engine_ or engine)
+        async with running(client, fake):
+            yield client
+        await (engine_ or engine).drain()
+
+    return make
 
 
 def buttons(message: JSON) -> list[JSON]:
