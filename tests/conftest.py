@@ -34,7 +34,13 @@ def config_text(
     preview_every: int = 2,
     extra: str = "",
 ) -> str:
-    """A complete config file for tests: tiny sizes, few steps, fast progress edits."""
+    """A complete config file for tests: tiny sizes, few steps, fast progress edits.
+
+    Unless ``extra`` has an ``[access]`` section, the per-member rate limit is lifted: tests that
+    send many commands as one member are about other things.
+    """
+    if "[access]" not in extra:
+        extra += "\n[access]\nrate_burst = 1000\nrate_per_minute = 10000.0\n"
     return f"""
 [discord]
 api_base_url = "{api_base_url}"
