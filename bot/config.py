@@ -58,6 +58,9 @@ class DiscordSettings:
 
 DEVICES = ("auto", "cuda", "cpu", "mps")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
+ATTENTION = ("sdpa", "classic")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_BACKENDS = ("inductor", "cudagraphs", "aot_eager", "eager")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,18 @@ class ModelSettings:
     """A diffusers scheduler class name (e.g. EulerAncestralDiscreteScheduler); empty keeps the model's own."""
     cpu_offload: bool = False
     """enable_model_cpu_offload(): fits small GPUs at some speed cost (cuda only)."""
+    attention: str = "sdpa"
+    """sdpa (torch's fused scaled-dot-product attention) | classic (diffusers' plain attention, for debugging)."""
+    channels_last: bool = True
+    """Store the UNet and VAE in channels-last memory format (faster convolutions on GPUs)."""
+    fuse_qkv: bool = True
+    """Fuse each attention's query/key/value projections into one matmul."""
+    compile: bool = False
+    """torch.compile the UNet and VAE decoder; start-up then warms up (minutes) so no member pays for it."""
+    compile_mode: str = "max-autotune-no-cudagraphs"
+    """torch.compile mode: default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs."""
+    compile_backend: str = "inductor"
+    """torch.compile backend: inductor (generates fused kernels) | cudagraphs | aot_eager | eager (capture only)."""
 
     def validate(self, key: str) -> None:
         _check(bool(self.id.strip()), f"{key}.id", "must not be empty")
@@ -81,6 +96,13 @@ class ModelSettings:
             f"expected one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}",
         )
         _check(self.dtype in DTYPES, f"{key}.dtype", f"expected one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        _check(self.attention in ATTENTION, f"{key}.attention", f"expected one of {', '.join(ATTENTION)}")
+        _check(
+            self.compile_backend in COMPILE_BACKENDS,
+            f"{key}.compile_backend",
+            f"expected one of {', '.join(COMPILE_BACKENDS)}",
+        )
+        _check(self.compile_mode in COMPILE_MODES, f"{key}.compile_mode", f"expected one of {', '.join(COMPILE_MODES)}")
         _check(
             self.scheduler == "" or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*Scheduler", self.scheduler) is not None,
             f"{key}.scheduler",

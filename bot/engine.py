@@ -52,6 +52,7 @@ class Engine:
             settings.model,
             preview_every=settings.executor.preview_every,
             safety_checker=settings.safety.checker,
+            warm_up=[(size.width, size.height) for size in settings.generation.sizes],
         )
         executor = Executor({settings.model.device: load}, settings.executor)
         try:

@@ -27,13 +27,13 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.config import ConfigError, ModelSettings
-from bot.jobs import SEED_LIMIT, GenParams
+from bot.jobs import SEED_LIMIT, GenParams, Tile
 
 if TYPE_CHECKING:
     import torch
@@ -67,6 +67,8 @@ class PipelineInfo:
     dtype: str
     scheduler: str
     safety_checker: bool = False
+    speed: tuple[str, ...] = ()
+    """The speed options in effect (e.g. sdpa, channels_last, fuse_qkv, compile)."""
     """Whether every batch goes through the model's safety checker (it has one, and it is on)."""
 
 
@@ -351,6 +353,46 @@ def _run_checker(checker: Any, feature_extractor: Any, images: list[Image.Image]
 # --- the pipeline -------------------------------------------------------------------------------
 
 
+def apply_speed_options(pipe: Any, settings: ModelSettings, *, offload: bool) -> tuple[str, ...]:
+    """Attention kernel, memory format, fused projections and torch.compile, as the config says.
+
+    Returns the names of the options in effect. Each is safe on CPU (the test suite runs them all
+    with the tiny model) and keeps runs reproducible: the same seed gives the same image every time.
+    """
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    applied: list[str] = []
+    modules = [m for m in (getattr(pipe, "unet", None), getattr(pipe, "vae", None)) if m is not None]
+    # 1. attention kernel (diffusers picks SDPA by default on torch 2; "classic" forces the plain one)
+    for module in modules:
+        if hasattr(module, "set_attn_processor"):
+            module.set_attn_processor(AttnProcessor2_0() if settings.attention == "sdpa" else AttnProcessor())
+    applied.append(settings.attention)
+    # 2. fused q/k/v projections (before compile, which must see the final modules)
+    if settings.fuse_qkv and hasattr(pipe, "fuse_qkv_projections"):
+        pipe.fuse_qkv_projections()
+        applied.append("fuse_qkv")
+    # 3. channels-last memory format for the convolution-heavy modules
+    if settings.channels_last and not offload:
+        import torch
+
+        for module in modules:
+            module.to(memory_format=torch.channels_last)
+        applied.append("channels_last")
+    # 4. torch.compile of the UNet and the VAE decoder (warm-up happens in Pipeline.warm_up)
+    if settings.compile:
+        import torch
+
+        options: dict[str, Any] = {"backend": settings.compile_backend, "fullgraph": False}
+        if settings.compile_backend == "inductor":  # modes are inductor's
+            options["mode"] = settings.compile_mode
+        pipe.unet = torch.compile(pipe.unet, **options)
+        if getattr(pipe, "vae", None) is not None:
+            pipe.vae.decoder = torch.compile(pipe.vae.decoder, **options)
+        applied.append(f"compile({settings.compile_backend}, {settings.compile_mode})")
+    return tuple(applied)
+
+
 class Pipeline:
     """A loaded diffusers text-to-image pipeline and the one way seedgrid runs it."""
 
@@ -402,12 +444,13 @@ class Pipeline:
         elif has_checker and not _checks(pipe):
             logger.warning("the model's safety checker has no feature extractor; images will not be checked")
 
-        # 5. Place it
+        # 5. Place it, then the speed options (none changes what a seed draws)
         if offload:
             pipe.enable_model_cpu_offload(device=device)
         else:
             pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
+        speed = apply_speed_options(pipe, settings, offload=offload)
 
         info = PipelineInfo(
             model=settings.id,
@@ -415,10 +458,11 @@ class Pipeline:
             dtype=_dtype_name(dtype),
             scheduler=type(pipe.scheduler).__name__,
             safety_checker=_checks(pipe),
+            speed=speed,
         )
         checker_state = "on" if info.safety_checker else "off" if has_checker else "none in this model"
         logger.info(
-            "loaded model %s in %.1f s: %s on %s%s, %s, scheduler %s, safety checker %s",
+            "loaded model %s in %.1f s: %s on %s%s, %s, scheduler %s, safety checker %s, speed options %s",
             info.model,
             time.perf_counter() - start,
             type(pipe).__name__,
@@ -427,8 +471,30 @@ class Pipeline:
             info.dtype,
             info.scheduler,
             checker_state,
+            ", ".join(speed) or "none",
         )
         return cls(pipe, info)
+
+    def warm_up(self, sizes: Sequence[tuple[int, int]], *, steps: int = 2) -> float:
+        """Run each size once with 4 tiles and once with 1, so compiled kernels exist before any member asks.
+
+        Only needed with ``model.compile``; returns the seconds it took. Blocking (worker thread).
+        """
+        start = time.perf_counter()
+        for width, height in sizes:
+            for tiles in (4, 1):
+                params = GenParams(
+                    tiles=tuple(Tile("warm-up", seed) for seed in range(tiles)),
+                    negative="",
+                    steps=steps,
+                    guidance=7.5,
+                    width=width,
+                    height=height,
+                )
+                self.generate(params)
+        elapsed = time.perf_counter() - start
+        logger.info("warmed up %d size(s) in %.1f s", len(sizes), elapsed)
+        return elapsed
 
     # --- prompts -----------------------------------------------------------------------------
 

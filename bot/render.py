@@ -16,6 +16,7 @@ import dataclasses
 import gc
 import logging
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 from .config import ModelSettings
@@ -115,9 +116,23 @@ class PipelineRenderer:
         self.preview_every = preview_every
 
     @classmethod
-    def load(cls, settings: ModelSettings, *, preview_every: int = 0, safety_checker: bool = True) -> PipelineRenderer:
-        """Load the model (blocking). ``safety_checker`` is ``[safety] checker``: see :meth:`Pipeline.load`."""
-        return cls(Pipeline.load(settings, safety_checker=safety_checker), preview_every=preview_every)
+    def load(
+        cls,
+        settings: ModelSettings,
+        *,
+        preview_every: int = 0,
+        safety_checker: bool = True,
+        warm_up: Sequence[tuple[int, int]] = (),
+    ) -> PipelineRenderer:
+        """Load the model (blocking). ``safety_checker`` is ``[safety] checker``: see :meth:`Pipeline.load`.
+
+        With ``model.compile`` the ``warm_up`` sizes are run once each here, in the worker thread at
+        start-up, so that no member waits for a compilation.
+        """
+        pipeline = Pipeline.load(settings, safety_checker=safety_checker)
+        if settings.compile and warm_up:
+            pipeline.warm_up(warm_up)
+        return cls(pipeline, preview_every=preview_every)
 
     @property
     def info(self) -> PipelineInfo:
