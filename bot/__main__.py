@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -79,17 +80,7 @@ def request_from_args(settings: Settings, args: argparse.Namespace) -> JobReques
     suffixes = parse_suffixes("\n".join(args.suffix), settings.refine)
     if len(suffixes) != len(args.suffix):
         raise UserInputError("every --suffix must be non-empty")
-    return JobRequest(
-        kind=JobKind.REFINE,
-        prompt=request.prompt,
-        negative=request.negative,
-        seed=request.seed,
-        steps=request.steps,
-        guidance=request.guidance,
-        width=request.width,
-        height=request.height,
-        suffixes=suffixes,
-    )
+    return replace(request, kind=JobKind.REFINE, suffixes=suffixes)
 
 
 async def _imagine(settings: Settings, request: JobRequest, out: Path) -> int:

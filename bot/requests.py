@@ -7,6 +7,7 @@ and every refusal is a :class:`UserInputError` whose message is written for the 
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import replace
 
 from .config import GenerationSettings, RefineSettings
 from .jobs import MAX_SUFFIXES, SEED_LIMIT, JobKind, JobRequest, Tile, random_seed
@@ -123,15 +124,11 @@ def refine_request(
         raise UserInputError(
             f"This tile's prompt would grow past {MAX_REFINED_PROMPT_LENGTH} characters; start a new /imagine instead."
         )
-    return JobRequest(
+    return replace(
+        parent,
         kind=JobKind.REFINE,
         prompt=prompt,
-        negative=parent.negative,
         seed=tile.seed,
-        steps=parent.steps,
-        guidance=parent.guidance,
-        width=parent.width,
-        height=parent.height,
         suffixes=suffixes,
         user_id=user_id,
         guild_id=guild_id,
@@ -145,17 +142,13 @@ def reroll_request(
     parent: JobRequest, *, parent_job: int, user_id: int = 0, channel_id: int | None = None
 ) -> JobRequest:
     """Same prompt and settings, four new random seeds."""
-    return JobRequest(
+    return replace(
+        parent,
         kind=JobKind.IMAGINE,
-        prompt=parent.prompt,
-        negative=parent.negative,
+        suffixes=(),
         seed=random_seed(),
-        steps=parent.steps,
-        guidance=parent.guidance,
-        width=parent.width,
-        height=parent.height,
         user_id=user_id,
-        guild_id=parent.guild_id,
         channel_id=channel_id if channel_id is not None else parent.channel_id,
         parent_job=parent_job,
+        parent_tile=None,
     )
