@@ -1,7 +1,9 @@
 """A round-robin queue: one job per user per turn, users in order of arrival.
 
-A member with one job waits for at most one job of every other member with work queued,
-however many jobs someone else has queued. Plain data structure, no asyncio.
+The next job belongs to the user with the fewest jobs started since they joined the queue (ties:
+who came first), so a member with one job waits for at most one job of every other member with
+work queued, however many jobs someone else has queued, and a newcomer goes before members who
+have already had a turn. Plain data structure, no asyncio.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ K = TypeVar("K", bound=Hashable)
 
 class FairQueue(Generic[K, T]):
     def __init__(self) -> None:
-        # users in turn order; each with their own FIFO of items
+        # users in order of arrival, each with their own FIFO; and how many turns each has had
         self._turns: collections.OrderedDict[K, collections.deque[T]] = collections.OrderedDict()
+        self._served: dict[K, int] = {}
 
     def __len__(self) -> int:
         return sum(len(items) for items in self._turns.values())
@@ -29,18 +32,24 @@ class FairQueue(Generic[K, T]):
         return any(item in items for items in self._turns.values())
 
     def push(self, key: K, item: T) -> None:
-        """A user new to the queue takes their turn after everyone already waiting."""
+        """Queue ``item`` for user ``key`` (a user new to the queue has had no turn yet)."""
         self._turns.setdefault(key, collections.deque()).append(item)
+        self._served.setdefault(key, 0)
+
+    def _next_user(self, served: dict[K, int], turns: dict[K, collections.deque[T]] | dict[K, list[T]]) -> K:
+        return min(turns, key=lambda k: served[k])  # min keeps the first (earliest) of equals
 
     def pop(self) -> T:
-        """The next item: the first user's oldest item; that user then goes to the back."""
+        """The next item: the oldest item of the user who has had the fewest turns."""
         if not self._turns:
             raise IndexError("pop from an empty FairQueue")
-        key, items = next(iter(self._turns.items()))
+        key = self._next_user(self._served, self._turns)
+        items = self._turns[key]
         item = items.popleft()
-        del self._turns[key]
-        if items:
-            self._turns[key] = items  # to the back of the line
+        self._served[key] += 1
+        if not items:  # the user leaves the queue; their turn count starts afresh next time
+            del self._turns[key]
+            del self._served[key]
         return item
 
     def remove(self, key: K, item: T) -> bool:
@@ -50,22 +59,26 @@ class FairQueue(Generic[K, T]):
         items.remove(item)
         if not items:
             del self._turns[key]
+            del self._served[key]
         return True
 
     def count(self, key: K) -> int:
         return len(self._turns.get(key, ()))
 
     def __iter__(self) -> Iterator[T]:
-        """Items in the order they will be served (round after round)."""
-        queues = [list(items) for items in self._turns.values()]
-        depth = max((len(q) for q in queues), default=0)
-        for round_ in range(depth):
-            for items in queues:
-                if round_ < len(items):
-                    yield items[round_]
+        """Items in the order :meth:`pop` will serve them."""
+        turns = {key: list(items) for key, items in self._turns.items()}
+        served = dict(self._served)
+        while turns:
+            key = self._next_user(served, turns)
+            yield turns[key].pop(0)
+            served[key] += 1
+            if not turns[key]:
+                del turns[key]
 
     def drain(self) -> list[T]:
         """Everything, in serving order, leaving the queue empty."""
         items = list(self)
         self._turns.clear()
+        self._served.clear()
         return items

@@ -16,6 +16,15 @@ def test_round_robin_one_item_per_user_per_turn() -> None:
     assert not queue
 
 
+def test_a_newcomer_goes_before_members_who_had_a_turn() -> None:
+    queue: FairQueue[str, str] = FairQueue()
+    for i in range(1, 5):
+        queue.push("heavy", f"h{i}")
+    assert queue.pop() == "h1"  # heavy's first job starts on an idle bot
+    queue.push("light", "l1")  # light arrives while h1 runs
+    assert list(queue) == ["l1", "h2", "h3", "h4"]  # next, not after h2
+
+
 def test_remove_and_count() -> None:
     queue: FairQueue[int, str] = FairQueue()
     queue.push(1, "a")
