@@ -6,6 +6,7 @@ message the bot ever posted can find their job and tile seeds again after a rest
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -97,6 +98,9 @@ class Store:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        # One connection, one transaction at a time: without this, two jobs written concurrently
+        # interleave their statements and one commit (or rollback) would take the other's with it.
+        self._write = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path | str) -> Self:
@@ -130,6 +134,10 @@ class Store:
 
     async def create_job(self, request: JobRequest) -> Job:
         """Store a job and its tiles in one transaction; nothing is half-written on failure."""
+        async with self._write:
+            return await self._create_job(request)
+
+    async def _create_job(self, request: JobRequest) -> Job:
         now = time.time()
         async with self._db.execute(
             "INSERT INTO jobs (kind, status, prompt, negative, seed, steps, guidance, width, height, suffixes,"
@@ -192,10 +200,11 @@ class Store:
 
     async def delete_job(self, job_id: int) -> bool:
         """Forget a job and its tiles (its buttons then answer that the grid is no longer known)."""
-        await self._db.execute("UPDATE jobs SET parent_job = NULL WHERE parent_job = ?", (job_id,))
-        async with self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)) as cursor:
-            deleted = cursor.rowcount > 0
-        await self._db.commit()
+        async with self._write:
+            await self._db.execute("UPDATE jobs SET parent_job = NULL WHERE parent_job = ?", (job_id,))
+            async with self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)) as cursor:
+                deleted = cursor.rowcount > 0
+            await self._db.commit()
         return deleted
 
     async def finished_since(self, since: float) -> list[float]:
@@ -241,5 +250,6 @@ class Store:
 
     async def _update(self, job_id: int, **values: object) -> None:
         assignments = ", ".join(f"{column} = ?" for column in values)
-        await self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))
-        await self._db.commit()
+        async with self._write:
+            await self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))
+            await self._db.commit()

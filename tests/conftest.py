@@ -32,6 +32,7 @@ def config_text(
     output_dir: Path | None = None,
     per_user_limit: int = 20,
     preview_every: int = 2,
+    shutdown_timeout: float = 5.0,
     extra: str = "",
 ) -> str:
     """A complete config file for tests: tiny sizes, few steps, fast progress edits.
@@ -84,7 +85,7 @@ output_dir = "{output_dir or ""}"
 per_user_limit = {per_user_limit}
 queue_limit = 100
 preview_every = {preview_every}
-shutdown_timeout = 5.0
+shutdown_timeout = {shutdown_timeout}
 {extra}
 """
 

@@ -32,9 +32,17 @@ def bot_settings(fake: FakeDiscord, tiny_model: Path, database: Path, extra: str
     )
 
 
+async def forget_earlier_worlds(engine: Engine) -> None:
+    """Each test has a new fake Discord: jobs left undelivered by an earlier test belong to channels
+    that no longer exist, so the shared engine must not try to deliver them to this one."""
+    for job in await engine.undelivered():
+        await engine.store.mark_delivered(job.id, None)
+
+
 @pytest.fixture
 async def bot(fake: FakeDiscord, engine: Engine, tiny_model: Path, tmp_path: Path) -> AsyncIterator[SeedgridBot]:
     """The real bot (shared loaded tiny model), logged in and with its commands registered."""
+    await forget_earlier_worlds(engine)
     client = SeedgridBot(bot_settings(fake, tiny_model, tmp_path / "unused.db"), engine=engine)
     async with running(client, fake):
         yield client
@@ -51,6 +59,7 @@ def make_bot(fake: FakeDiscord, engine: Engine, tiny_model: Path, tmp_path: Path
     @contextlib.asynccontextmanager
     async def make(extra: str = "", *, engine_: Engine | None = None) -> AsyncIterator[SeedgridBot]:
         settings = bot_settings(fake, tiny_model, tmp_path / "unused.db", extra=extra)
+        await forget_earlier_worlds(engine_ or engine)
         client = SeedgridBot(settings, engine=engine_ or engine)
         async with running(client, fake):
             yield client

@@ -28,7 +28,13 @@ async def start_bot(fake: FakeDiscord, tiny_model: Path, tmp_path: Path) -> Asyn
     """Starts ``python -m bot run`` processes on one database; all are stopped at the end."""
     config = tmp_path / "config.toml"
     config.write_text(
-        config_text(tiny_model, tmp_path / "seedgrid.db", api_base_url=fake.api_base_url, gateway_url=fake.gateway_url)
+        config_text(
+            tiny_model,
+            tmp_path / "seedgrid.db",
+            api_base_url=fake.api_base_url,
+            gateway_url=fake.gateway_url,
+            shutdown_timeout=60.0,  # the running job must be able to finish even on a loaded machine
+        )
     )
     processes: list[asyncio.subprocess.Process] = []
     logs: list[Path] = []

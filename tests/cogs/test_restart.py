@@ -18,7 +18,7 @@ from tests.conftest import TEST_TOKEN, config_text
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.discordpy import running
 
-from .conftest import bot_settings, buttons, has_grid, replying_to
+from .conftest import bot_settings, buttons, forget_earlier_worlds, has_grid, replying_to
 
 ROOT = Path(__file__).parents[2]
 IDENTIFY = 2
@@ -26,9 +26,10 @@ IDENTIFY = 2
 
 @pytest.fixture
 async def bot_process(
-    fake: FakeDiscord, tiny_model: Path, settings: Settings, tmp_path: Path
+    fake: FakeDiscord, tiny_model: Path, settings: Settings, engine: Engine, tmp_path: Path
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``python -m bot run`` on the same database as the session's engine, started on demand."""
+    """``python -m bot run`` on the same database as the session's engine."""
+    await forget_earlier_worlds(engine)
     config = tmp_path / "config.toml"
     config.write_text(
         config_text(
