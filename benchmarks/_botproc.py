@@ -4,9 +4,10 @@
 ``DISCORD_TOKEN``). ``seedgrid`` is the real bot (``cogs.client.SeedgridBot``: the model is
 loaded by ``Engine.open`` in ``setup_hook``, exactly as ``seedgrid run`` does); ``naive`` is
 :class:`benchmarks.naive_bot.NaiveBot`. SIGTERM closes the client the way ``seedgrid run``
-does; then the lag samples are written to ``--samples`` as JSON:
-``{"wall": [...], "lag": [...], "generations": [[start, end], ...]}`` (wall-clock seconds,
-lag in seconds; ``generations`` only for the naive bot).
+does; then the lag samples are written to ``--samples`` as JSON: ``{"wall": [...], "lag":
+[...], "generations": [[start, end], ...]}`` (wall-clock seconds, lag in seconds;
+``generations`` only for the naive bot). SIGUSR1 prints every asyncio task's stack to stderr,
+to find a task that hangs.
 
 The sampler is the classic probe: ``await asyncio.sleep(0.001)`` in a loop, recording how
 much later than asked it woke up. A blocked loop shows as one long overshoot.
@@ -44,6 +45,16 @@ class LagSampler:
             self.lag.append(overshoot)
 
 
+def dump_tasks() -> None:
+    """SIGUSR1: print every pending asyncio task's stack (to find a task that hangs)."""
+    tasks = asyncio.all_tasks()
+    print(f"--- {len(tasks)} asyncio tasks ---", file=sys.stderr)
+    for task in tasks:
+        print(f"task {task.get_name()}:", file=sys.stderr)
+        task.print_stack(limit=12, file=sys.stderr)
+    sys.stderr.flush()
+
+
 async def run(kind: str, config: Path, token: str, sampler: LagSampler) -> list[tuple[float, float]]:
     from bot.config import load_settings
     from bot.logs import setup_logging
@@ -60,6 +71,7 @@ async def run(kind: str, config: Path, token: str, sampler: LagSampler) -> list[
 
         client = NaiveBot(settings)
     loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     sampling = asyncio.create_task(sampler.run(), name="lag-sampler")
     try:
         async with client:

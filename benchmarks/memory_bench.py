@@ -65,7 +65,7 @@ async def run(model: Path, workdir: Path, plan: Plan, log: Callable[[str], None]
             await asyncio.gather(*(one(i) for i in range(plan.jobs)))
             peak = bot.memory()["VmHWM"]
             if failures:
-                print(f"--- the bot's log, last lines ---\n{bot.log_tail(80)}", file=sys.stderr)
+                print(f"--- the bot's log: warnings and errors ---\n{bot.log_problems()}", file=sys.stderr)
         violations = len(fake.violations) + len(fake.protocol_errors)
 
     steady = [(n, rss) for n, rss in samples if n >= plan.every]
