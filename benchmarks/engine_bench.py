@@ -25,7 +25,8 @@ HEAVY, LIGHT, WARM, BLOCKER = 1001, 2002, 3003, 4004
 class Plan:
     heavy_jobs: int = 10
     fair_size: str = "small"
-    fair_steps: int = 4
+    fair_steps: int = 20
+    """Long enough (~0.3 s a job here) that the heavy member's first job is still running when the light one arrives."""
     batch_sizes: tuple[int, ...] = (64, 256)
     batch_steps: int = 4
     batch_reps: tuple[int, ...] = (7, 3)

@@ -20,6 +20,8 @@ from tests.fakediscord import FakeDiscord
 from ._common import MB, Row, Section, slope
 from .discord_bench import TOKEN, bot_process, has_grid
 
+GRID_WAIT = 60.0
+"""Seconds to wait for one job's grid (8 in flight; a 64² job takes well under a second)."""
 FLAT = 2.0
 """MB per 100 jobs: below this the resident set counts as flat (allocator noise)."""
 
@@ -53,7 +55,7 @@ async def run(model: Path, workdir: Path, plan: Plan, log: Callable[[str], None]
                 async with gate:
                     ix = await fake.slash(members[i], "imagine", prompt=f"memory {i}", seed=i, steps=1, size="small")
                     try:
-                        await ix.wait_original(has_grid, timeout=120)
+                        await ix.wait_original(has_grid, timeout=GRID_WAIT)
                     except TimeoutError:
                         answers = [r.body for r in ix.responses]
                         failures.append(f"job {i}: no grid ({ix!r}, answered {answers}, refused {ix.rejected})")
@@ -88,6 +90,13 @@ async def run(model: Path, workdir: Path, plan: Plan, log: Callable[[str], None]
     section.rows += [
         Row("6 memory", "RSS after loading (tiny model, idle)", f"{baseline['VmRSS'] / MB:.0f} MB"),
         Row("6 memory", f"peak RSS over {plan.jobs} jobs", f"{peak / MB:.0f} MB"),
+        Row(
+            "6 memory",
+            f"grids delivered (none within {GRID_WAIT:.0f} s = lost)",
+            f"{plan.jobs - len(failures)}/{plan.jobs}",
+            target="all",
+            ok=not failures,
+        ),
         Row(
             "6 memory",
             f"RSS slope, jobs {first[0]}-{last[0]}",

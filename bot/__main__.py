@@ -10,12 +10,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, Settings, discord_token, load_settings
 from .jobs import SEED_LIMIT, JobKind, JobRequest
 from .logs import setup_logging
 from .requests import UserInputError, imagine_request, parse_suffixes
+
+if TYPE_CHECKING:
+    from .tiles import Tiles
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +95,16 @@ async def _imagine(settings: Settings, request: JobRequest, out: Path) -> int:
         result = await handle.result()
     finally:
         await engine.close()
-    await asyncio.to_thread(_write_result, out, result.grid_png, result.tile_pngs)
+    await asyncio.to_thread(_write_result, out, result.grid_png, result.images)
     seeds = ", ".join(str(t.seed) for t in result.tiles)
-    print(f"wrote {out / 'grid.png'} and {len(result.tile_pngs)} tiles (seeds {seeds}) in {result.elapsed:.1f} s")
+    print(f"wrote {out / 'grid.png'} and {len(result.images)} tiles (seeds {seeds}) in {result.elapsed:.1f} s")
     return 0
 
 
-def _write_result(out: Path, grid: bytes, tiles: Sequence[bytes]) -> None:
+def _write_result(out: Path, grid: bytes, tiles: Tiles) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "grid.png").write_bytes(grid)
-    for index, data in enumerate(tiles, start=1):
+    for index, data in enumerate(tiles.pngs(), start=1):
         (out / f"tile-{index}.png").write_bytes(data)
 
 

@@ -206,7 +206,8 @@ class Engine:
         folder = self.output_dir / f"job-{job.id:06d}"
         await aiofiles.os.makedirs(folder, exist_ok=True)
         files: dict[str, bytes] = {"grid.png": result.grid_png}
-        files.update({f"tile-{i}.png": data for i, data in enumerate(result.tile_pngs, start=1)})
+        tiles = await asyncio.to_thread(result.images.pngs)  # encoded on demand, off the event loop
+        files.update({f"tile-{i}.png": data for i, data in enumerate(tiles, start=1)})
         request = asdict(job.request)
         request["kind"] = job.request.kind.value
         params = {

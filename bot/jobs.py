@@ -9,6 +9,10 @@ from __future__ import annotations
 import enum
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .tiles import Tiles
 
 SEED_LIMIT = 2**32
 """Seeds live in ``0 <= seed < 2**32`` so that members can type them back in."""
@@ -142,12 +146,13 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class JobResult:
-    """A finished job: encoded images (encoded off the event loop) and how long it took."""
+    """A finished job: the encoded grid (encoded off the event loop), its tiles, and how long it took."""
 
     job_id: int
     tiles: tuple[Tile, ...]
     grid_png: bytes
-    tile_pngs: tuple[bytes, ...]
+    images: Tiles
+    """The tiles on their own; PNG-encoded only when asked for (see :mod:`bot.tiles`)."""
     elapsed: float
     """Seconds the pipeline call itself took (the figure shown to members)."""
     nsfw: tuple[bool, ...] = field(default=())

@@ -31,6 +31,7 @@ from .pipeline import (
     StepCallback,
     StopCheck,
 )
+from .tiles import Tiles
 
 log = logging.getLogger(__name__)
 
@@ -152,13 +153,13 @@ class PipelineRenderer:
             output = self._generate(params, 0, progress, should_stop, on_preview)
         except Cancelled as exc:
             raise RenderCancelled(str(exc)) from None
-        # 2. the numbered grid, and every image encoded here rather than on the event loop
+        # 2. the numbered grid, encoded here rather than on the event loop (the tiles only when asked for)
         grid = compose_grid(output.images)
         return JobResult(
             job_id=job.id,
             tiles=job.tiles,
             grid_png=encode_png(grid),
-            tile_pngs=tuple(encode_png(image) for image in output.images),
+            images=Tiles(output.images),
             elapsed=output.elapsed,
             nsfw=tuple(output.nsfw),
         )

@@ -10,13 +10,12 @@ A job's request carries the policy of the channel it was started in (``JobReques
 
 :func:`apply_policy` decodes, draws and encodes whole images (tens of milliseconds for a
 1024² grid): run it in a worker thread (``asyncio.to_thread``), never on the event loop.
-Only the grid is handled here; the original tiles stay in :attr:`JobResult.tile_pngs`, and
+Only the grid is handled here; the original tiles stay in :attr:`JobResult.images`, and
 whoever posts or saves those must check :attr:`Publication.flagged` first.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 
@@ -58,8 +57,8 @@ class Publication:
 
 def flagged_tiles(result: JobResult) -> tuple[int, ...]:
     """The 1-based numbers of ``result``'s flagged tiles (none when no checker ran)."""
-    if result.nsfw and len(result.nsfw) != len(result.tile_pngs):
-        raise ValueError(f"{len(result.nsfw)} safety flags for {len(result.tile_pngs)} tiles")
+    if result.nsfw and len(result.nsfw) != len(result.images):
+        raise ValueError(f"{len(result.nsfw)} safety flags for {len(result.images)} tiles")
     return tuple(number for number, flag in enumerate(result.nsfw, start=1) if flag)
 
 
@@ -72,7 +71,7 @@ def apply_policy(result: JobResult, policy: str) -> Publication:
         return Publication(result.grid_png, "png", spoiler=False, flagged=flagged)
     if policy == "spoiler":
         return Publication(result.grid_png, "png", spoiler=True, flagged=flagged)
-    tiles = [_decode(png) for png in result.tile_pngs]
+    tiles = result.images.images()
     for number in flagged:
         tiles[number - 1] = placeholder(tiles[number - 1])
     logger.info("job %d: tile(s) %s hidden by the blur policy", result.job_id, list(flagged))
@@ -103,8 +102,3 @@ def placeholder(tile: Image.Image) -> Image.Image:
     origin = ((width - (right - left)) / 2 - left, (height - (bottom - top)) / 2 - top)
     draw.text(origin, LABEL, font=font, fill=LABEL_FILL, stroke_width=stroke, stroke_fill=LABEL_STROKE)
     return image
-
-
-def _decode(png: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(png)) as image:
-        return image.convert("RGB")

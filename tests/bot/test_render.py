@@ -113,7 +113,7 @@ def unsplit(pipeline: Pipeline) -> JobResult:
 
 
 def tiles_of(result: JobResult) -> list[np.ndarray]:
-    return [np.asarray(Image.open(io.BytesIO(png)), dtype=np.int16) for png in result.tile_pngs]
+    return [np.asarray(Image.open(io.BytesIO(png)), dtype=np.int16) for png in result.images.pngs()]
 
 
 def splits(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -127,7 +127,7 @@ def test_render_reports_every_step(pipeline: Pipeline, unsplit: JobResult) -> No
     result, steps = render(PipelineRenderer(pipeline), make_job())
     assert steps == [(n, STEPS) for n in range(1, STEPS + 1)]
     assert result.grid_png == unsplit.grid_png
-    assert len(result.tile_pngs) == 4
+    assert len(result.images) == 4
     assert result.nsfw == (False,) * 4
     assert Image.open(io.BytesIO(result.grid_png)).size == (2 * SIZE, 2 * SIZE)
 
@@ -183,7 +183,7 @@ def test_flags_keep_their_tiles_through_splits(pipeline: Pipeline, limit: int, c
     result, _ = render(PipelineRenderer(gpu), make_job())
     assert gpu.calls == calls
     assert result.nsfw == (False, True, False, True)
-    reds = [int(np.asarray(Image.open(io.BytesIO(png)))[0, 0, 0]) for png in result.tile_pngs]
+    reds = [int(np.asarray(Image.open(io.BytesIO(png)))[0, 0, 0]) for png in result.images.pngs()]
     assert reds == [(1234 + i) % 256 for i in range(4)]
 
 
@@ -198,7 +198,7 @@ def test_out_of_memory_above_two_tiles_splits_in_halves(
         result, _ = render(PipelineRenderer(gpu), make_job())
     assert gpu.calls == [4, 2, 2]
     assert result.tiles == unsplit.tiles
-    assert result.tile_pngs == unsplit.tile_pngs  # bit-identical (see the note on SOLO_TOLERANCE)
+    assert result.images == unsplit.images  # bit-identical (see the note on SOLO_TOLERANCE)
     assert result.grid_png == unsplit.grid_png
     assert result.nsfw == (False,) * 4
     assert splits(caplog) == [
@@ -224,7 +224,7 @@ def test_only_the_half_that_fails_is_split_again(pipeline: Pipeline) -> None:
     gpu = OutOfMemoryAbove(pipeline, limit=1)
     result, steps = render(PipelineRenderer(gpu), Job(7, request))
     assert gpu.calls == [3, 2, 1, 1, 1]
-    assert len(result.tile_pngs) == 3
+    assert len(result.images) == 3
     assert steps[-1] == (STEPS, STEPS)
 
 
@@ -323,7 +323,7 @@ async def test_a_split_job_ends_done_with_the_unsplit_grid(pipeline: Pipeline, u
     done = events[-1]
     assert isinstance(done, Done)
     assert done.result.grid_png == unsplit.grid_png
-    assert done.result.tile_pngs == unsplit.tile_pngs
+    assert done.result.images == unsplit.images
     progress = [e.step for e in events if isinstance(e, Progress)]
     assert progress == sorted(set(progress))
     assert progress[-1] == STEPS

@@ -11,6 +11,7 @@ from PIL import Image
 from bot.grid import badge_origin, badge_size, compose_grid, encode_png, tile_origin
 from bot.jobs import JobResult, Tile
 from bot.safety import DARKEN, Publication, apply_policy, blurred, flagged_tiles, placeholder
+from bot.tiles import Tiles
 
 SIDE = 64
 
@@ -36,7 +37,7 @@ def result_of(images: list[Image.Image], nsfw: tuple[bool, ...]) -> JobResult:
         job_id=7,
         tiles=tuple(Tile("a prompt", i) for i in range(len(images))),
         grid_png=encode_png(compose_grid(images)),
-        tile_pngs=tuple(encode_png(image) for image in images),
+        images=Tiles.from_pngs([encode_png(image) for image in images]),
         elapsed=1.0,
         nsfw=nsfw,
     )
