@@ -205,33 +205,25 @@ class _Device:
         self.idle.set()
 
 
-class Executor:
-    """A round-robin queue (one job per member per turn) in front of one worker thread per device."""
+class QueueFront:
+    """The asyncio side every backend shares: a round-robin queue (one job per member per turn),
+    live queue positions, limits, pause/resume and cancelling queued jobs.
 
-    def __init__(self, factories: dict[str, RendererFactory], settings: ExecutorSettings | None = None) -> None:
-        if not factories:
-            raise ValueError("an executor needs at least one device")
+    Subclasses run what :meth:`_next` hands them: :class:`Executor` in its device threads,
+    :class:`bot.dispatch.RedisExecutor` on remote workers.
+    """
+
+    def __init__(self, settings: ExecutorSettings | None = None) -> None:
         self.settings = settings or ExecutorSettings()
-        self._devices = [_Device(name, factory) for name, factory in factories.items()]
         self._queue: FairQueue[int, JobHandle] = FairQueue()
         self._nonempty = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._resumed = asyncio.Event()  # cleared while an admin has paused the queue
         self._resumed.set()
 
-    async def start(self) -> None:
-        """Load every device's renderer in its own thread, then start taking jobs."""
-        loop = asyncio.get_running_loop()
-        for device in self._devices:
-            started = time.perf_counter()
-            device.renderer = await loop.run_in_executor(device.thread, device.factory)
-            log.info("device %s ready in %.1f s", device.name, time.perf_counter() - started)
-            self._tasks.append(asyncio.create_task(self._work(device), name=f"seedgrid-worker-{device.name}"))
-
     @property
     def renderers(self) -> list[Renderer]:
-        return [d.renderer for d in self._devices if d.renderer is not None]
+        return []
 
     @property
     def queue_depth(self) -> int:
@@ -239,7 +231,7 @@ class Executor:
 
     @property
     def running(self) -> list[Job]:
-        return [d.busy_with.job for d in self._devices if d.busy_with is not None]
+        raise NotImplementedError
 
     @property
     def waiting(self) -> list[Job]:
@@ -288,10 +280,13 @@ class Executor:
         if self._closing:
             raise ExecutorClosedError("the executor is shutting down")
         handle = JobHandle(job)
-        self._queue.push(job.request.user_id, handle)
+        self._push(handle)
+        return handle
+
+    def _push(self, handle: JobHandle) -> None:
+        self._queue.push(handle.job.request.user_id, handle)
         self._announce_positions()
         self._nonempty.set()
-        return handle
 
     def cancel(self, handle: JobHandle) -> None:
         """Cancel a job: removed at once if queued, stopped at its next step if running."""
@@ -299,6 +294,48 @@ class Executor:
         if self._queue.remove(handle.job.request.user_id, handle):
             handle._emit(Cancelled())
             self._announce_positions()
+
+    def _announce_positions(self) -> None:
+        for position, handle in enumerate(self._queue, start=1):
+            handle._emit(Queued(position))
+
+    async def _next(self) -> JobHandle:
+        while not self._queue or self.paused:
+            self._nonempty.clear()
+            await self._resumed.wait()
+            if not self._queue:
+                await self._nonempty.wait()
+        handle = self._queue.pop()
+        self._announce_positions()
+        return handle
+
+
+class Executor(QueueFront):
+    """The in-process backend: :class:`QueueFront` in front of one worker thread per device."""
+
+    def __init__(self, factories: dict[str, RendererFactory], settings: ExecutorSettings | None = None) -> None:
+        if not factories:
+            raise ValueError("an executor needs at least one device")
+        super().__init__(settings)
+        self._devices = [_Device(name, factory) for name, factory in factories.items()]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Load every device's renderer in its own thread, then start taking jobs."""
+        loop = asyncio.get_running_loop()
+        for device in self._devices:
+            started = time.perf_counter()
+            device.renderer = await loop.run_in_executor(device.thread, device.factory)
+            log.info("device %s ready in %.1f s", device.name, time.perf_counter() - started)
+            self._tasks.append(asyncio.create_task(self._work(device), name=f"seedgrid-worker-{device.name}"))
+
+    @property
+    def renderers(self) -> list[Renderer]:
+        return [d.renderer for d in self._devices if d.renderer is not None]
+
+    @property
+    def running(self) -> list[Job]:
+        return [d.busy_with.job for d in self._devices if d.busy_with is not None]
 
     async def close(self, *, grace: float | None = None) -> None:
         """Stop taking jobs; give running jobs ``grace`` seconds to finish, then stop them.
@@ -330,25 +367,12 @@ class Executor:
 
     # --- internals ---
 
-    def _announce_positions(self) -> None:
-        for position, handle in enumerate(self._queue, start=1):
-            handle._emit(Queued(position))
-
-    async def _next(self) -> JobHandle:
-        while not self._queue or self.paused:
-            self._nonempty.clear()
-            await self._resumed.wait()
-            if not self._queue:
-                await self._nonempty.wait()
-        handle = self._queue.pop()
-        self._announce_positions()
-        return handle
-
     async def _work(self, device: _Device) -> None:
         while True:
             handle = await self._next()
             if handle.cancel_requested:
                 handle._emit(Cancelled())
+                self._queue.finished(handle.job.request.user_id)
                 continue
             device.busy_with = handle
             device.idle.clear()
@@ -357,6 +381,7 @@ class Executor:
             finally:
                 device.busy_with = None
                 device.idle.set()
+                self._queue.finished(handle.job.request.user_id)
 
     async def _run(self, device: _Device, handle: JobHandle) -> None:
         loop = asyncio.get_running_loop()

@@ -52,3 +52,30 @@ def test_iteration_order_is_the_pop_order_and_a_newcomer_waits_one_turn(users: l
     assert [queue.pop() for _ in range(len(queue))] == order
     # a member with one job waits for at most one job of every other member with work queued
     assert order.index((99, -1)) <= len(active)
+
+
+def test_a_running_job_counts_as_a_turn_when_more_are_queued_behind_it() -> None:
+    """The idle-bot case: heavy's first job starts at once, *then* heavy queues more, then light one."""
+    queue: FairQueue[str, str] = FairQueue()
+    queue.push("heavy", "h1")
+    assert queue.pop() == "h1"  # running; heavy has nothing queued now
+    for i in range(2, 5):
+        queue.push("heavy", f"h{i}")
+    queue.push("light", "l1")
+    assert list(queue) == ["l1", "h2", "h3", "h4"]
+    queue.finished("heavy")  # h1 done
+    assert queue.pop() == "l1"
+
+
+def test_turns_are_forgotten_once_a_user_has_nothing_queued_or_running() -> None:
+    queue: FairQueue[str, str] = FairQueue()
+    queue.push("a", "a1")
+    assert queue.pop() == "a1"
+    queue.finished("a")  # a is idle again: a fresh start
+    queue.push("b", "b1")
+    queue.push("b", "b2")
+    assert queue.pop() == "b1"
+    queue.push("a", "a2")  # a has had no turn since coming back; b has had one
+    assert list(queue) == ["a2", "b2"]
+    queue.finished("b")
+    queue.finished("unknown")  # harmless
