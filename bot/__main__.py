@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import re
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import ConfigError, Settings, discord_token, load_settings
+from .config import DEVICES, ConfigError, Settings, discord_token, load_settings
 from .jobs import SEED_LIMIT, JobKind, JobRequest
 from .logs import setup_logging
+from .redisconn import RedisUnavailableError
 from .requests import UserInputError, imagine_request, parse_suffixes
 
 if TYPE_CHECKING:
@@ -33,6 +37,18 @@ def _seed(text: str) -> int:
     return value
 
 
+def _device(text: str) -> str:
+    if text in DEVICES or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(DEVICES)} or cuda:N, got {text!r}")
+
+
+def _worker_name(text: str) -> str:
+    if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        return text
+    raise argparse.ArgumentTypeError("1-64 letters, digits, _ . -")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seedgrid", description="A Discord bot that draws seeded 2×2 Stable Diffusion grids."
@@ -44,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the bot (the token comes from DISCORD_TOKEN)")
     with_config(run)
+    worker = commands.add_parser(
+        "worker", help="run a GPU worker for the redis backend (one per GPU; it connects out to Redis)"
+    )
+    with_config(worker)
+    worker.add_argument(
+        "--device", type=_device, help="the device to run on, e.g. cuda:1 (default: model.device of the config)"
+    )
+    worker.add_argument(
+        "--name", type=_worker_name, help="a name for logs and /seedgrid status (default: host-device-pid)"
+    )
     check = commands.add_parser("check", help="validate the config, load the model, run one small generation")
     with_config(check)
     imagine = commands.add_parser("imagine", help="draw a grid without Discord, through the same executor")
@@ -89,8 +115,9 @@ def request_from_args(settings: Settings, args: argparse.Namespace) -> JobReques
 async def _imagine(settings: Settings, request: JobRequest, out: Path) -> int:
     from .engine import Engine
 
-    engine = await Engine.open(settings, database=":memory:")
+    engine = await Engine.open(settings, database=":memory:", scope=_cli_scope(), want_tiles=True)
     try:
+        await _await_workers(engine, settings)
         handle = await engine.submit(request)
         result = await handle.result()
     finally:
@@ -111,8 +138,9 @@ def _write_result(out: Path, grid: bytes, tiles: Tiles) -> None:
 async def _check(settings: Settings) -> int:
     from .engine import Engine
 
-    engine = await Engine.open(settings, database=":memory:")
+    engine = await Engine.open(settings, database=":memory:", scope=_cli_scope())
     try:
+        await _await_workers(engine, settings)
         info = engine.info
         if info is not None:
             print(f"model {info.model} on {info.device} ({info.dtype}, {info.scheduler})")
@@ -124,6 +152,38 @@ async def _check(settings: Settings) -> int:
         await engine.close()
     print(f"ok: one {smallest.width}×{smallest.height} grid in {gen.min_steps} steps took {result.elapsed:.1f} s")
     return 0
+
+
+WORKER_WAIT = 30.0
+"""Seconds ``check`` and ``imagine`` wait for a GPU worker to show up when the backend is redis."""
+
+
+def _cli_scope() -> str:
+    return f"cli-{os.getpid()}"
+
+
+async def _await_workers(engine: Any, settings: Settings) -> None:
+    """With the redis backend: wait until a worker is alive, or stop with a clear error."""
+    if settings.executor.backend != "redis":
+        return
+    executor = engine.executor
+    deadline = time.monotonic() + WORKER_WAIT
+    while not executor.workers:
+        if time.monotonic() > deadline:
+            raise UserInputError(
+                f"no GPU worker has been seen in Redis for {WORKER_WAIT:.0f} s; "
+                "start one with: python -m bot worker --config PATH"
+            )
+        await asyncio.sleep(0.5)
+        await executor.refresh_workers()
+    names = ", ".join(w.name for w in executor.workers)
+    print(f"{len(executor.workers)} worker(s) in Redis: {names}")
+
+
+async def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from .worker import run_worker
+
+    return await run_worker(settings, device=args.device, name=args.name)
 
 
 async def _run(settings: Settings, token: str) -> int:
@@ -166,8 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(settings, token))
         if args.command == "check":
             return asyncio.run(_check(settings))
+        if args.command == "worker":
+            return asyncio.run(_worker(settings, args))
         return asyncio.run(_imagine(settings, request_from_args(settings, args), args.out))
-    except (ConfigError, UserInputError) as exc:
+    except (ConfigError, UserInputError, RedisUnavailableError) as exc:
         print(f"seedgrid: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -223,6 +223,9 @@ class StorageSettings:
         _check(str(self.database) != "", f"{key}.database", "must not be empty")
 
 
+BACKENDS = ("local", "redis")
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutorSettings:
     per_user_limit: int = 3
@@ -235,8 +238,11 @@ class ExecutorSettings:
     """Show a rough preview of the tiles every N steps while a job runs (0 = off)."""
     shutdown_timeout: float = 30.0
     """On SIGTERM: seconds to let the running job finish before it is stopped and kept for the next start."""
+    backend: str = "local"
+    """Where jobs run: local (this process, on model.device) | redis (GPU workers through Redis, see [redis])."""
 
     def validate(self, key: str) -> None:
+        _check(self.backend in BACKENDS, f"{key}.backend", f"expected one of {', '.join(BACKENDS)}")
         _check(1 <= self.per_user_limit <= 100, f"{key}.per_user_limit", "must be in 1..100")
         _check(1 <= self.queue_limit <= 10_000, f"{key}.queue_limit", "must be in 1..10000")
         _check(self.per_user_limit <= self.queue_limit, f"{key}.per_user_limit", "must not be larger than queue_limit")
@@ -300,6 +306,56 @@ class AccessSettings:
                 _check(0 < value < 2**64, f"{key}.{name}[{i}]", "must be a Discord id (a positive integer)")
 
 
+REDIS_URL_ENV = "SEEDGRID_REDIS_URL"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: str = "redis://localhost:6379/0"
+    """redis://[[user]:password@]host:port/db, rediss:// for TLS, unix:///path/to/socket; SEEDGRID_REDIS_URL wins."""
+    prefix: str = "seedgrid"
+    """Every key and stream this bot uses starts with this (one prefix per bot sharing a Redis)."""
+    tls_ca_file: Path | None = None
+    """For rediss://: the CA certificate that signed the server's (empty = the system's CAs)."""
+    claim_idle: float = 30.0
+    """Seconds a running job may go without its worker's heartbeat before another worker takes it over."""
+    max_deliveries: int = 3
+    """A job handed to this many workers that all died goes to the dead-letter stream; the member is told."""
+    result_ttl: float = 3600.0
+    """Seconds images and progress events stay in Redis (the bot normally reads them within a second)."""
+
+    @property
+    def heartbeat(self) -> float:
+        """How often a worker proves it is alive (and its job is still being worked on)."""
+        return self.claim_idle / 5
+
+    def validate(self, key: str) -> None:
+        _check(
+            re.match(r"^(rediss?|unix)://", self.url) is not None,
+            f"{key}.url",
+            "must start with redis://, rediss:// or unix://",
+        )
+        _check(
+            re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", self.prefix) is not None,
+            f"{key}.prefix",
+            "must be 1-64 letters, digits, _ . : -",
+        )
+        _check(1 <= self.claim_idle <= 3600, f"{key}.claim_idle", "must be in 1..3600 seconds")
+        _check(1 <= self.max_deliveries <= 100, f"{key}.max_deliveries", "must be in 1..100")
+        _check(60 <= self.result_ttl <= 7 * 86400, f"{key}.result_ttl", "must be in 60..604800 seconds")
+
+    def resolved_url(self, environ: typing.Mapping[str, str] | None = None) -> str:
+        """The URL to connect to: ``SEEDGRID_REDIS_URL`` when set (keeps a password out of the file), else ``url``."""
+        env = os.environ if environ is None else environ
+        url = env.get(REDIS_URL_ENV, "").strip() or self.url
+        _check(
+            re.match(r"^(rediss?|unix)://", url) is not None,
+            REDIS_URL_ENV,
+            "must start with redis://, rediss:// or unix://",
+        )
+        return url
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -319,6 +375,7 @@ class Settings:
     refine: RefineSettings = field(default_factory=RefineSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
     safety: SafetySettings = field(default_factory=SafetySettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -393,8 +450,8 @@ def _build(cls: Any, table: dict[str, Any], prefix: str) -> Any:
     kwargs: dict[str, Any] = {}
     for name, value in table.items():
         where = f"{prefix}.{name}" if prefix else name
-        if name == "output_dir" and value == "":
-            kwargs[name] = None  # an empty string switches saving off
+        if name in ("output_dir", "tls_ca_file") and value == "":
+            kwargs[name] = None  # an empty string means "none"
             continue
         kwargs[name] = _convert(value, hints[name], where)
     return cls(**kwargs)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import aiofiles
 import aiofiles.os
 
-from .executor import Cancelled, Done, Executor, Failed, JobHandle
+from .executor import Cancelled, Done, Executor, Failed, JobHandle, QueueFront
 from .jobs import Job, JobRequest, JobResult, JobStatus
 from .store import Store
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, store: Store, executor: Executor, *, output_dir: Path | None = None) -> None:
+    def __init__(self, store: Store, executor: QueueFront, *, output_dir: Path | None = None) -> None:
         self.store = store
         self.executor = executor
         self.output_dir = output_dir
@@ -42,19 +42,36 @@ class Engine:
         self._admitted: set[int] = set()  # created by create(), not yet started
 
     @classmethod
-    async def open(cls, settings: Settings, *, database: Path | str | None = None) -> Engine:
-        """Open the store, load the model in its device thread, and start the worker."""
-        from .render import PipelineRenderer  # torch and diffusers load here, not on import
-
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        database: Path | str | None = None,
+        scope: str = "bot",
+        want_tiles: bool | None = None,
+    ) -> Engine:
+        """Open the store and start the backend: load the model in its device thread (``local``), or
+        connect to Redis and hand jobs to the workers there (``redis``; ``scope`` keeps the keys of a
+        command-line run apart from the bot's)."""
         store = await Store.open(settings.storage.database if database is None else database)
-        load = partial(
-            PipelineRenderer.load,
-            settings.model,
-            preview_every=settings.executor.preview_every,
-            safety_checker=settings.safety.checker,
-            warm_up=[(size.width, size.height) for size in settings.generation.sizes],
-        )
-        executor = Executor({settings.model.device: load}, settings.executor)
+        executor: QueueFront
+        if settings.executor.backend == "redis":
+            from .dispatch import RedisExecutor
+
+            if want_tiles is None:
+                want_tiles = settings.storage.output_dir is not None
+            executor = RedisExecutor(settings.redis, settings.executor, want_tiles=want_tiles, scope=scope)
+        else:
+            from .render import PipelineRenderer  # torch and diffusers load here, not on import
+
+            load = partial(
+                PipelineRenderer.load,
+                settings.model,
+                preview_every=settings.executor.preview_every,
+                safety_checker=settings.safety.checker,
+                warm_up=[(size.width, size.height) for size in settings.generation.sizes],
+            )
+            executor = Executor({settings.model.device: load}, settings.executor)
         try:
             await executor.start()
         except BaseException:
@@ -82,12 +99,8 @@ class Engine:
 
     @property
     def info(self) -> PipelineInfo | None:
-        """What the first device loaded (model, device, dtype, scheduler)."""
-        for renderer in self.executor.renderers:
-            info = getattr(renderer, "info", None)
-            if info is not None:
-                return cast("PipelineInfo", info)
-        return None
+        """What the first device (or the first live worker) runs: model, device, dtype, scheduler."""
+        return cast("PipelineInfo | None", self.executor.info)
 
     @property
     def max_prompt_tokens(self) -> int:

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .config import ExecutorSettings
 from .fairqueue import FairQueue
@@ -221,9 +221,25 @@ class QueueFront:
         self._resumed = asyncio.Event()  # cleared while an admin has paused the queue
         self._resumed.set()
 
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def close(self, *, grace: float | None = None) -> None:
+        raise NotImplementedError
+
     @property
     def renderers(self) -> list[Renderer]:
+        """The renderers of this process's devices (none when the work runs elsewhere)."""
         return []
+
+    @property
+    def info(self) -> Any:
+        """What the first device or worker runs (a :class:`bot.pipeline.PipelineInfo`), or None."""
+        for renderer in self.renderers:
+            info = getattr(renderer, "info", None)
+            if info is not None:
+                return info
+        return None
 
     @property
     def queue_depth(self) -> int:

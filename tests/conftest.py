@@ -6,13 +6,14 @@ bot's own loader (``Engine.open`` → ``Pipeline.load``), the same code path a H
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from bot.config import Settings, parse_settings
 from bot.engine import Engine
+from tests.redis_server import RedisServer, running_redis
 from tests.tiny_model import build_tiny_pipeline
 
 TEST_TOKEN = "MTEST.fake-token.seedgrid-never-log-me"
@@ -101,3 +102,22 @@ async def engine(settings: Settings) -> AsyncIterator[Engine]:
     engine = await Engine.open(settings)
     yield engine
     await engine.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session (skips, saying why, when the binary is missing)."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+def redis_extra(url: str, prefix: str, *, claim_idle: float = 1.0, max_deliveries: int = 3) -> str:
+    """The config lines (for ``config_text(extra=...)``) that switch the backend to Redis."""
+    return f"""backend = "redis"
+
+[redis]
+url = "{url}"
+prefix = "{prefix}"
+claim_idle = {claim_idle}
+max_deliveries = {max_deliveries}
+"""

@@ -1,0 +1,336 @@
+"""The Redis backend, bot side: the same queue as in-process, with the GPUs on other machines.
+
+The bot keeps the round-robin queue, the limits, positions, pause and cancel-while-queued
+exactly as :class:`bot.executor.Executor` does (they are :class:`QueueFront`'s). It hands a job
+to Redis only when a worker is free (fewer jobs in flight than live workers), so the order
+members see is the order jobs run. Redis does the rest with its own machinery:
+
+* ``<prefix>:jobs`` — a stream with the consumer group ``workers``: delivery to one worker,
+  acknowledgement, the pending list of jobs taken but not finished, and claiming them back when
+  a worker stops sending heartbeats (see :mod:`bot.worker`).
+* ``<prefix>:bot:job:<id>:events`` — each job's own stream of events (started, progress, previews,
+  done | failed | cancelled), followed here and turned back into the same events the
+  in-process executor emits; ``<prefix>:bot:job:<id>:result`` holds the images. Both expire.
+* ``<prefix>:bot:inflight`` — the jobs this bot has handed out and not yet seen finish, so that a
+  restarted bot picks them up again instead of running them twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .config import ExecutorSettings, RedisSettings
+from .executor import Cancelled, Done, Failed, Interrupted, JobHandle, QueueFront
+from .jobs import Job
+from .pipeline import PipelineInfo
+from .redisconn import connect, ensure_group
+from .wire import Keys, WireError, WireJob, decode_event, decode_result, encode_job, event_type
+
+log = logging.getLogger(__name__)
+
+FOLLOW_BLOCK_MS = 1000
+"""How long one XREAD of a job's events waits before the follower looks around (closing, cancel)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A live worker, as it describes itself in Redis."""
+
+    name: str
+    model: str = "?"
+    device: str = "?"
+    dtype: str = "?"
+    scheduler: str = "?"
+    job: int | None = None
+    """The job it is running, if any."""
+
+
+class RedisExecutor(QueueFront):
+    """A :class:`QueueFront` whose jobs run on :mod:`bot.worker` processes reached through Redis."""
+
+    def __init__(
+        self,
+        redis_settings: RedisSettings,
+        settings: ExecutorSettings | None = None,
+        *,
+        want_tiles: bool = False,
+        scope: str = "bot",
+        url: str | None = None,
+    ) -> None:
+        super().__init__(settings)
+        self.redis_settings = redis_settings
+        self.keys = Keys(redis_settings.prefix)
+        self.want_tiles = want_tiles
+        self.scope = scope
+        self._url = url
+        self._client: aioredis.Redis | None = None
+        self._inflight: dict[int, JobHandle] = {}
+        self._adopt: set[int] = set()  # handed out by an earlier run of the bot, still unfinished
+        self._followers: dict[int, asyncio.Task[None]] = {}
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._workers: list[WorkerInfo] = []
+        self._stop_following = asyncio.Event()
+
+    # --- life cycle ---
+
+    async def start(self) -> None:
+        """Connect, make sure the stream and its group exist, and start handing out jobs."""
+        self._client = await connect(self.redis_settings, url=self._url)
+        await ensure_group(self._client, self.keys)
+        self._adopt = {int(job_id) for job_id in await self._client.hkeys(self.keys.inflight_of(self.scope))}
+        if self._adopt:
+            log.info("%d job(s) handed out before the restart are still in Redis", len(self._adopt))
+        await self.refresh_workers()
+        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="seedgrid-dispatcher")
+
+    async def close(self, *, grace: float | None = None) -> None:
+        """Stop taking jobs. Queued jobs end Interrupted (they stay stored for the next start); jobs
+        on workers get ``grace`` seconds to finish, then this bot stops following them — they go on
+        running, and the next start picks them up from Redis."""
+        grace = self.settings.shutdown_timeout if grace is None else grace
+        self._closing = True
+        for handle in self._queue.drain():
+            handle._emit(Interrupted())
+        followers = list(self._followers.values())
+        if followers:
+            log.info("waiting up to %.0f s for %d job(s) on workers to finish", grace, len(followers))
+            _done, pending = await asyncio.wait(followers, timeout=grace)
+            if pending:
+                self._stop_following.set()
+                await asyncio.gather(*pending, return_exceptions=True)
+        for task in [self._dispatcher, *self._side_tasks]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*[t for t in [self._dispatcher, *self._side_tasks] if t], return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+
+    # --- what the engine and the admin commands see ---
+
+    @property
+    def running(self) -> list[Job]:
+        """Jobs handed to the workers (running, or about to be)."""
+        return [handle.job for handle in self._inflight.values()]
+
+    @property
+    def workers(self) -> list[WorkerInfo]:
+        """The live workers as of the last heartbeat check (about every ``claim_idle / 5`` s)."""
+        return list(self._workers)
+
+    @property
+    def info(self) -> PipelineInfo | None:
+        for worker in self._workers:
+            return PipelineInfo(worker.model, worker.device, worker.dtype, worker.scheduler)
+        return None
+
+    def submit(self, job: Job) -> JobHandle:
+        if job.id in self._adopt and not self._closing:  # already on a worker: follow it, don't run it twice
+            self._adopt.discard(job.id)
+            handle = JobHandle(job)
+            self._follow(handle)
+            return handle
+        handle = super().submit(job)
+        self._wake.set()
+        return handle
+
+    def cancel(self, handle: JobHandle) -> None:
+        super().cancel(handle)
+        if handle.job.id in self._inflight:
+            self._background(self._request_cancel(handle.job.id))
+
+    def resume(self) -> None:
+        super().resume()
+        self._wake.set()
+
+    # --- dispatching ---
+
+    async def _dispatch_loop(self) -> None:
+        next_refresh = 0.0
+        while True:
+            try:
+                if time.monotonic() >= next_refresh:
+                    await self.refresh_workers()
+                    next_refresh = time.monotonic() + self.redis_settings.heartbeat
+                while self._queue and not self.paused and len(self._inflight) < len(self._workers):
+                    handle = self._queue.pop()
+                    self._announce_positions()
+                    if handle.cancel_requested:
+                        handle._emit(Interrupted() if self._closing else Cancelled())
+                        self._queue.finished(handle.job.request.user_id)
+                        continue
+                    await self._hand_out(handle)
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:
+                log.warning("Redis: %s; retrying in %.0f s", exc, self.redis_settings.heartbeat)
+            except Exception:
+                log.exception("the dispatcher hit an error; retrying")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.01, next_refresh - time.monotonic())):
+                    await self._wake.wait()
+
+    async def _hand_out(self, handle: JobHandle) -> None:
+        """Put one job on the stream (with its 'dispatched' event first, and the in-flight mark)."""
+        client = self._require_client()
+        job = handle.job
+        events = self.keys.events(job.id, self.scope)
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.xadd(events, {b"type": b"dispatched"})
+                pipe.expire(events, int(self.redis_settings.result_ttl))
+                pipe.hset(self.keys.inflight_of(self.scope), str(job.id), str(time.time()))
+                pipe.xadd(self.keys.jobs, encode_job(WireJob(job, self.want_tiles, self.scope)))  # type: ignore[arg-type]
+                await pipe.execute()
+        except BaseException:
+            self._queue.finished(job.request.user_id)
+            self._push(handle)  # not handed out: back in the queue (the loop retries)
+            raise
+        log.info("job %d handed to the workers", job.id)
+        self._follow(handle, popped=True)
+
+    def _follow(self, handle: JobHandle, *, popped: bool = False) -> None:
+        """Follow a job on the workers; ``popped``: it came from this queue (its end is a finished turn)."""
+        self._inflight[handle.job.id] = handle
+        task = asyncio.create_task(self._follow_events(handle), name=f"seedgrid-follow-{handle.job.id}")
+        self._followers[handle.job.id] = task
+
+        def finished(_: asyncio.Task[None]) -> None:
+            self._inflight.pop(handle.job.id, None)
+            self._followers.pop(handle.job.id, None)
+            if popped:
+                self._queue.finished(handle.job.request.user_id)
+            self._wake.set()
+
+        task.add_done_callback(finished)
+
+    async def _follow_events(self, handle: JobHandle) -> None:
+        """Turn a job's event stream back into the in-process executor's events, until it ends."""
+        client = self._require_client()
+        job_id = handle.job.id
+        key = self.keys.events(job_id, self.scope)
+        last = b"0"
+        try:
+            while not handle.done:
+                if self._stop_following.is_set():
+                    handle._emit(Interrupted())  # still on its worker; the next start follows it again
+                    return
+                if handle.cancel_requested:
+                    await self._request_cancel(job_id)
+                try:
+                    reply: Any = await client.xread({key: last}, count=100, block=FOLLOW_BLOCK_MS)
+                except RedisError as exc:
+                    log.warning("job %d: cannot read its events (%s); retrying", job_id, exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                if not reply:
+                    if not await client.exists(key):  # expired, or never handed out: run it again
+                        log.warning("job %d: its events are gone from Redis; queueing it again", job_id)
+                        await self._requeue(handle)
+                        return
+                    continue
+                for entry_id, fields in reply[0][1]:
+                    last = entry_id
+                    await self._on_event(handle, fields)
+                    if handle.done:
+                        break
+        finally:
+            if handle.done and not isinstance(await handle.wait(), Interrupted):
+                with contextlib.suppress(RedisError):
+                    await client.hdel(self.keys.inflight_of(self.scope), str(job_id))
+                    await client.delete(self.keys.cancel(job_id, self.scope))
+
+    async def _on_event(self, handle: JobHandle, fields: dict[bytes, bytes]) -> None:
+        job_id = handle.job.id
+        try:
+            if event_type(fields) == "done":
+                data: Any = await self._require_client().hgetall(self.keys.result(job_id, self.scope))
+                if not data:
+                    handle._emit(Failed("the images expired in Redis before the bot could read them"))
+                    return
+                result = decode_result(data)
+                handle._emit(Done(result))
+                log.info("job %d done on %s in %.2f s", job_id, fields.get(b"worker", b"?").decode(), result.elapsed)
+                return
+            event = decode_event(fields)
+        except WireError as exc:
+            log.error("job %d: unreadable event from a worker: %s", job_id, exc)
+            handle._emit(Failed("a worker sent something this bot cannot read (are they the same version?)"))
+            return
+        if event is not None:
+            handle._emit(event)
+
+    async def _requeue(self, handle: JobHandle) -> None:
+        with contextlib.suppress(RedisError):
+            await self._require_client().hdel(self.keys.inflight_of(self.scope), str(handle.job.id))
+        self._inflight.pop(handle.job.id, None)
+        if self._closing:
+            handle._emit(Interrupted())
+        else:
+            self._push(handle)
+            self._wake.set()
+
+    async def _request_cancel(self, job_id: int) -> None:
+        try:
+            await self._require_client().set(
+                self.keys.cancel(job_id, self.scope), b"1", ex=int(self.redis_settings.result_ttl)
+            )
+        except RedisError as exc:
+            log.warning("job %d: could not pass the cancel on to its worker: %s", job_id, exc)
+
+    # --- workers ---
+
+    async def refresh_workers(self) -> None:
+        """Who is alive: heartbeats within ``claim_idle`` (by Redis's clock, shared by every machine)."""
+        client = self._require_client()
+        seconds, micros = await client.time()
+        now = seconds + micros / 1e6
+        horizon = now - self.redis_settings.claim_idle
+        await client.zremrangebyscore(self.keys.workers, "-inf", f"({horizon - 10 * self.redis_settings.claim_idle}")
+        members: Any = await client.zrangebyscore(self.keys.workers, horizon, "+inf")
+        names = sorted(n.decode() for n in members)
+        infos = []
+        for name in names:
+            raw: Any = await client.get(self.keys.worker_info(name))
+            infos.append(_worker_info(name, raw))
+        if sorted(w.name for w in infos) != sorted(w.name for w in self._workers):
+            log.info("workers: %s", ", ".join(w.name for w in infos) or "none")
+        self._workers = infos
+
+    # --- helpers ---
+
+    def _require_client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("RedisExecutor.start() has not been awaited")
+        return self._client
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+
+def _worker_info(name: str, raw: bytes | None) -> WorkerInfo:
+    try:
+        data = json.loads(raw) if raw else {}
+        return WorkerInfo(
+            name=name,
+            model=str(data.get("model", "?")),
+            device=str(data.get("device", "?")),
+            dtype=str(data.get("dtype", "?")),
+            scheduler=str(data.get("scheduler", "?")),
+            job=data.get("job"),
+        )
+    except (ValueError, TypeError):
+        return WorkerInfo(name)

@@ -1,0 +1,366 @@
+"""The Redis backend, worker side: ``python -m bot worker`` — one per GPU, anywhere that reaches Redis.
+
+A thin loop around the in-process :class:`bot.executor.Executor` (one device, the model loaded
+once and kept warm): take a job from the ``<prefix>:jobs`` stream with ``XREADGROUP``, run it,
+write its events and result, ``XACK`` it. Redis's consumer group does the bookkeeping:
+
+* **Heartbeats.** Every ``claim_idle / 5`` s the worker refreshes its entry in
+  ``<prefix>:workers`` and resets the idle time of the job it holds (``XCLAIM … JUSTID``), so a
+  slow but healthy job is never taken away.
+* **Claiming.** When idle, a worker looks at the group's pending list for jobs idle longer than
+  ``claim_idle`` (their worker died: kill -9, machine lost) and claims one with ``XCLAIM``, which
+  is atomic: one worker wins. It re-runs the job from its stored seeds, so the images are the
+  same; the bot posts whichever result comes first, once.
+* **Dead letters.** A job already delivered ``max_deliveries`` times goes to ``<prefix>:dead``
+  instead, and the member is told it failed.
+* **Nothing accumulates.** Finished entries are deleted from the stream, event streams and
+  results expire after ``result_ttl``, the dead-letter stream is capped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .config import RedisSettings, Settings
+from .executor import TERMINAL, Cancelled, Done, Event, Executor, ExecutorClosedError, Interrupted, JobHandle, Queued
+from .jobs import Job
+from .redisconn import ensure_group
+from .wire import Keys, WireError, WireJob, decode_job, encode_event, encode_result, job_id_of
+
+log = logging.getLogger(__name__)
+
+EVENTS_MAXLEN = 500
+"""Events kept per job (progress and previews of one job are well under this)."""
+DEAD_MAXLEN = 1000
+CANCEL_POLL = 0.25
+"""Seconds between checks for a cancel request while a job runs (it stops at the next step)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One job entry this worker holds."""
+
+    entry_id: bytes
+    fields: dict[bytes, bytes]
+    deliveries: int
+
+
+def default_name(device: str) -> str:
+    return f"{socket.gethostname()}-{device.replace(':', '')}-{os.getpid()}"
+
+
+class Worker:
+    """Runs jobs from Redis on one :class:`Executor` until :meth:`stop` is called."""
+
+    def __init__(self, executor: Executor, client: aioredis.Redis, settings: RedisSettings, *, name: str) -> None:
+        self.executor = executor
+        self.client = client
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self.name = name
+        self._stopping = asyncio.Event()
+        self._holding: Delivery | None = None
+        self._job: Job | None = None
+        self.jobs_done = 0
+
+    def stop(self) -> None:
+        """Take no new job; the one running finishes (or is handed back at ``executor.shutdown_timeout``)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        await ensure_group(self.client, self.keys)
+        await self._register()
+        heartbeat = asyncio.create_task(self._heartbeats(), name="seedgrid-heartbeat")
+        try:
+            while not self._stopping.is_set():
+                try:
+                    delivery = await self._claim_one() or await self._read_one()
+                    if delivery is not None:
+                        await self._process(delivery)
+                except RedisError as exc:
+                    log.warning("Redis: %s; retrying in 1 s", exc)
+                    await asyncio.sleep(1.0)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            with contextlib.suppress(RedisError):
+                await self._unregister()
+
+    # --- taking jobs ---
+
+    async def _read_one(self) -> Delivery | None:
+        block = max(100, int(min(1.0, self.settings.heartbeat) * 1000))
+        reply: Any = await self.client.xreadgroup(
+            self.keys.group, self.name, {self.keys.jobs: ">"}, count=1, block=block
+        )
+        if not reply or not reply[0][1]:
+            return None
+        entry_id, fields = reply[0][1][0]
+        return Delivery(entry_id, fields, 1)
+
+    async def _claim_one(self) -> Delivery | None:
+        """A job whose worker stopped sending heartbeats, claimed for this one (or dead-lettered)."""
+        idle_ms = int(self.settings.claim_idle * 1000)
+        pending: Any = await self.client.xpending_range(
+            self.keys.jobs, self.keys.group, min="-", max="+", count=10, idle=idle_ms
+        )
+        for entry in pending:
+            entry_id, owner, delivered = entry["message_id"], entry["consumer"], int(entry["times_delivered"])
+            claimed: Any = await self.client.xclaim(
+                self.keys.jobs, self.keys.group, self.name, min_idle_time=idle_ms, message_ids=[entry_id]
+            )
+            if not claimed:
+                continue  # another worker was quicker
+            _, fields = claimed[0]
+            if not fields:  # deleted from the stream meanwhile: nothing left to do
+                await self.client.xack(self.keys.jobs, self.keys.group, entry_id)
+                continue
+            owner_name = owner.decode() if isinstance(owner, bytes) else str(owner)
+            if delivered >= self.settings.max_deliveries:
+                await self._dead_letter(
+                    Delivery(entry_id, fields, delivered),
+                    f"delivered {delivered} times, and every worker stopped before finishing it",
+                    for_member=f"it stopped {delivered} GPU workers in a row, so it was set aside",
+                )
+                continue
+            log.warning(
+                "claimed job %s from %s (silent for over %.0f s; delivery %d)",
+                _label_of(fields),
+                owner_name,
+                self.settings.claim_idle,
+                delivered + 1,
+            )
+            return Delivery(entry_id, fields, delivered + 1)
+        return None
+
+    # --- running one ---
+
+    async def _process(self, delivery: Delivery) -> None:
+        try:
+            wire = decode_job(delivery.fields)
+        except WireError as exc:
+            await self._dead_letter(
+                delivery, str(exc), for_member="a worker could not read this job (are the bot and workers one version?)"
+            )
+            return
+        job, scope = wire.job, wire.scope
+        if await self.client.exists(self.keys.cancel(job.id, scope)):
+            await self._publish(job.id, scope, encode_event(Cancelled(), worker=self.name))
+            await self._finish(delivery)
+            return
+        log.info("job %d: running (delivery %d)", job.id, delivery.deliveries)
+        self._holding, self._job = delivery, job
+        try:
+            try:
+                handle = self.executor.submit(job)
+            except ExecutorClosedError:  # shutting down between reading the job and running it
+                await self._release(delivery)
+                return
+            watcher = asyncio.create_task(self._watch_cancel(handle, scope))
+            try:
+                outcome = await self._forward(handle, wire)
+            finally:
+                watcher.cancel()
+            if isinstance(outcome, Interrupted):
+                await self._release(delivery)  # shutting down: another worker takes it at once
+                return
+            await self._finish(delivery)
+            self.jobs_done += 1
+        finally:
+            self._holding, self._job = None, None
+
+    async def _forward(self, handle: JobHandle, wire: WireJob) -> Event:
+        job_id, scope = handle.job.id, wire.scope
+        async for event in handle.events():
+            if isinstance(event, Queued):
+                continue
+            if isinstance(event, Interrupted):
+                return event
+            if isinstance(event, Done):
+                result = event.result
+                flagged = any(result.nsfw) and handle.job.request.policy == "blur"
+                fields = await asyncio.to_thread(encode_result, result, with_tiles=wire.want_tiles or flagged)
+                ttl = int(self.settings.result_ttl)
+                async with self.client.pipeline(transaction=True) as pipe:
+                    pipe.hset(self.keys.result(job_id, scope), mapping=fields)  # type: ignore[arg-type]
+                    pipe.expire(self.keys.result(job_id, scope), ttl)
+                    await pipe.execute()
+                log.info("job %d: done in %.2f s", job_id, result.elapsed)
+            await self._publish(job_id, scope, encode_event(event, worker=self.name))
+            if isinstance(event, TERMINAL):
+                return event
+        raise RuntimeError("the event stream ended without an outcome")  # pragma: no cover
+
+    async def _publish(self, job_id: int, scope: str, fields: dict[bytes, Any]) -> None:
+        key = self.keys.events(job_id, scope)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, fields, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            pipe.expire(key, int(self.settings.result_ttl))
+            await pipe.execute()
+
+    async def _finish(self, delivery: Delivery) -> None:
+        """Acknowledge and delete the entry: the job is over (its outcome is in its event stream)."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.xack(self.keys.jobs, self.keys.group, delivery.entry_id)
+            pipe.xdel(self.keys.jobs, delivery.entry_id)
+            await pipe.execute()
+
+    async def _release(self, delivery: Delivery) -> None:
+        """Hand an unfinished job back: mark it long idle (without counting a delivery) so the next worker claims it."""
+        with contextlib.suppress(RedisError):
+            await self.client.xclaim(
+                self.keys.jobs,
+                self.keys.group,
+                self.name,
+                min_idle_time=0,
+                message_ids=[delivery.entry_id],
+                idle=int(self.settings.claim_idle * 1000) * 10,
+                justid=True,
+            )
+        log.info("job %s handed back for another worker", _label(delivery))
+
+    async def _dead_letter(self, delivery: Delivery, reason: str, *, for_member: str) -> None:
+        """Set a job aside in the dead-letter stream and tell its follower (so the member) it failed."""
+        ident = job_id_of(delivery.fields)
+        log.error("job %s set aside in %s: %s", _label(delivery), self.keys.dead, reason)
+        entry = {
+            b"job": delivery.fields.get(b"job", b""),
+            b"reason": reason,
+            b"deliveries": delivery.deliveries,
+            b"worker": self.name,
+        }
+        await self.client.xadd(self.keys.dead, entry, maxlen=DEAD_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        if ident is not None:
+            failed: dict[bytes, Any] = {b"type": b"failed", b"worker": self.name, b"reason": for_member}
+            await self._publish(ident[0], ident[1], failed)
+        await self._finish(delivery)
+
+    async def _watch_cancel(self, handle: JobHandle, scope: str) -> None:
+        key = self.keys.cancel(handle.job.id, scope)
+        while not handle.done:
+            with contextlib.suppress(RedisError):
+                if await self.client.exists(key):
+                    log.info("job %d: cancelled by the bot", handle.job.id)
+                    self.executor.cancel(handle)
+                    return
+            await asyncio.sleep(CANCEL_POLL)
+
+    # --- presence ---
+
+    async def _register(self) -> None:
+        await self._beat()
+        log.info("worker %s ready for jobs", self.name)
+
+    async def _unregister(self) -> None:
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.workers, self.name)
+            pipe.delete(self.keys.worker_info(self.name))
+            await pipe.execute()
+        # leave the consumer group tidy: this name will not come back (the pid is part of it)
+        pending: Any = await self.client.xpending_range(
+            self.keys.jobs, self.keys.group, min="-", max="+", count=1, consumername=self.name
+        )
+        if not pending:
+            await self.client.xgroup_delconsumer(self.keys.jobs, self.keys.group, self.name)
+        log.info("worker %s left after %d job(s)", self.name, self.jobs_done)
+
+    async def _beat(self) -> None:
+        seconds, micros = await self.client.time()
+        info = getattr(self.executor.renderers[0], "info", None) if self.executor.renderers else None
+        body = {"job": self._job.id if self._job else None, "pid": os.getpid(), "host": socket.gethostname()}
+        if info is not None:
+            body.update(model=info.model, device=info.device, dtype=info.dtype, scheduler=info.scheduler)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zadd(self.keys.workers, {self.name: seconds + micros / 1e6})
+            pipe.set(self.keys.worker_info(self.name), json.dumps(body), ex=int(self.settings.claim_idle * 3) + 1)
+            await pipe.execute()
+        holding = self._holding
+        if holding is not None:
+            await self._touch(holding)
+
+    async def _touch(self, delivery: Delivery) -> None:
+        """Reset the idle time of the job we hold — unless another worker has claimed it meanwhile."""
+        mine: Any = await self.client.xpending_range(
+            self.keys.jobs, self.keys.group, min=delivery.entry_id, max=delivery.entry_id, count=1
+        )
+        if not mine:
+            return
+        owner = mine[0]["consumer"]
+        owner = owner.decode() if isinstance(owner, bytes) else str(owner)
+        if owner != self.name:  # we were silent too long and another worker took it: both finish, the first counts
+            log.warning("job %s was claimed by %s meanwhile; finishing our copy anyway", _label(delivery), owner)
+            return
+        await self.client.xclaim(
+            self.keys.jobs, self.keys.group, self.name, min_idle_time=0, message_ids=[delivery.entry_id], justid=True
+        )
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat)
+            try:
+                await self._beat()
+            except RedisError as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+
+def _label_of(fields: dict[bytes, bytes]) -> str:
+    ident = job_id_of(fields)
+    if ident is None:
+        return "?"
+    job_id, scope = ident
+    return str(job_id) if scope == "bot" else f"{job_id} ({scope})"
+
+
+def _label(delivery: Delivery) -> str:
+    return _label_of(delivery.fields)
+
+
+async def run_worker(settings: Settings, *, device: str | None = None, name: str | None = None) -> int:
+    """Load the model, then take jobs until SIGTERM/SIGINT. Blocks (runs the event loop's life)."""
+    import signal
+    from dataclasses import replace
+    from functools import partial
+
+    from .redisconn import connect
+    from .render import PipelineRenderer
+
+    model = settings.model if device is None else replace(settings.model, device=device)
+    client = await connect(settings.redis)
+    load = partial(
+        PipelineRenderer.load,
+        model,
+        preview_every=settings.executor.preview_every,
+        safety_checker=settings.safety.checker,
+        warm_up=[(size.width, size.height) for size in settings.generation.sizes],
+    )
+    executor = Executor({model.device: load}, settings.executor)
+    started = time.perf_counter()
+    try:
+        await executor.start()
+        log.info("model loaded in %.1f s", time.perf_counter() - started)
+        worker = Worker(executor, client, settings.redis, name=name or default_name(model.device))
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        runner = asyncio.create_task(worker.run())
+        await worker._stopping.wait()
+        # let the running job finish for up to shutdown_timeout, then interrupt it (it is handed back)
+        await executor.close()
+        await runner
+    finally:
+        if not executor.closing:
+            await executor.close(grace=0)
+        await client.aclose()
+    return 0

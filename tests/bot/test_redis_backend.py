@@ -1,0 +1,365 @@
+"""The Redis backend against a real redis-server: the bot's RedisExecutor and in-process Workers.
+
+A worker that "dies" is played by the test itself reading the job as a consumer and never
+acknowledging it: to Redis that is exactly what a killed worker looks like (a pending entry whose
+idle time grows). Real ``kill -9`` of worker processes is in ``test_redis_workers.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from bot.config import RedisSettings, Settings, parse_settings
+from bot.dispatch import RedisExecutor
+from bot.engine import Engine
+from bot.executor import Cancelled, Done, Executor, Failed, Interrupted, JobHandle, Progress, Queued, Started
+from bot.jobs import Job
+from bot.redisconn import RedisUnavailableError, connect, redact
+from bot.render import PipelineRenderer
+from bot.requests import imagine_request
+from bot.worker import Worker
+from tests.conftest import config_text, redis_extra
+from tests.redis_server import RedisServer, running_redis
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="session")
+async def worker_executors(settings: Settings) -> AsyncIterator[list[Executor]]:
+    """Two loaded tiny models, each an in-process executor a Worker can drive (reused by every test)."""
+    load = partial(PipelineRenderer.load, settings.model, preview_every=2, safety_checker=True)
+    executors = [Executor({"cpu": load}, settings.executor) for _ in range(2)]
+    for executor in executors:
+        await executor.start()
+    yield executors
+    for executor in executors:
+        await executor.close(grace=0)
+
+
+def redis_settings(server: RedisServer, tmp_path: Path, **options: Any) -> Settings:
+    text = config_text(Path("unused-model"), tmp_path / "db.sqlite", extra=redis_extra(server.url, server.prefix()))
+    settings = parse_settings(text)
+    return dataclasses.replace(settings, redis=dataclasses.replace(settings.redis, **options))
+
+
+def a_job(settings: Settings, job_id: int, *, user: int = 1, steps: int = 2, size: str = "small") -> Job:
+    request = imagine_request(settings.generation, prompt=f"job {job_id}", seed=job_id, steps=steps, size=size)
+    return Job(id=job_id, request=dataclasses.replace(request, user_id=user))
+
+
+class Workers:
+    """In-process workers on the shared executors, each with its own Redis client."""
+
+    def __init__(self, settings: Settings, executors: Sequence[Executor]) -> None:
+        self.settings = settings
+        self.executors = executors
+        self.running: list[tuple[Worker, asyncio.Task[None], aioredis.Redis]] = []
+
+    async def add(self, index: int, name: str | None = None) -> Worker:
+        client = await connect(self.settings.redis)
+        worker = Worker(self.executors[index], client, self.settings.redis, name=name or f"worker{index}")
+        self.running.append((worker, asyncio.create_task(worker.run()), client))
+        return worker
+
+    async def close(self) -> None:
+        for worker, task, client in self.running:
+            worker.stop()
+            done, _ = await asyncio.wait({task}, timeout=10)
+            if not done:
+                task.print_stack()
+                task.cancel()
+                raise AssertionError(f"{worker.name} did not stop within 10 s")
+            await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def backend(
+    settings: Settings, executors: Sequence[Executor], workers: int = 1
+) -> AsyncIterator[tuple[RedisExecutor, Workers]]:
+    dispatcher = RedisExecutor(settings.redis, settings.executor)
+    await dispatcher.start()
+    pool = Workers(settings, executors)
+    try:
+        for i in range(workers):
+            await pool.add(i)
+        await until(lambda: len(dispatcher.workers) == workers, dispatcher)
+        yield dispatcher, pool
+    finally:
+        await pool.close()
+        await dispatcher.close(grace=0)
+
+
+async def until(condition: Any, dispatcher: RedisExecutor | None = None) -> None:
+    deadline = asyncio.get_running_loop().time() + 30.0
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        if dispatcher is not None:
+            await dispatcher.refresh_workers()
+        await asyncio.sleep(0.05)
+
+
+async def events_of(handle: JobHandle) -> list[Any]:
+    return [event async for event in handle.events()]
+
+
+async def test_a_job_through_redis_gives_the_bytes_of_the_in_process_executor(
+    redis_server: RedisServer, tmp_path: Path, worker_executors: list[Executor], engine: Engine
+) -> None:
+    settings = redis_settings(redis_server, tmp_path)
+    job = a_job(settings, 1, steps=3)
+    local = await (await engine.submit(job.request)).result()
+    async with backend(settings, worker_executors) as (dispatcher, _):
+        handle = dispatcher.submit(job)
+        events = await events_of(handle)
+    kinds = [type(e) for e in events]
+    assert kinds[0] is Queued and Started in kinds and kinds[-1] is Done
+    assert [e.step for e in events if isinstance(e, Progress)][-1] == 3
+    result = events[-1].result
+    assert result.grid_png == local.grid_png  # byte for byte
+    assert result.tiles == local.tiles and result.nsfw == local.nsfw
+    with pytest.raises(LookupError, match="did not send"):
+        result.images.pngs()  # not asked for: only the grid crossed Redis
+
+
+async def test_nothing_accumulates_and_the_tiles_come_when_asked_for(
+    redis_server: RedisServer, tmp_path: Path, worker_executors: list[Executor]
+) -> None:
+    settings = redis_settings(redis_server, tmp_path)
+    dispatcher = RedisExecutor(settings.redis, settings.executor, want_tiles=True)
+    await dispatcher.start()
+    pool = Workers(settings, worker_executors)
+    await pool.add(0)
+    try:
+        handles = [dispatcher.submit(a_job(settings, i)) for i in range(1, 4)]
+        results = [await h.result() for h in handles]
+    finally:
+        await pool.close()
+        await dispatcher.close(grace=0)
+    assert all(len(r.images.pngs()) == 4 for r in results)
+    client = await connect(settings.redis)
+    try:
+        keys = dispatcher.keys
+        assert await client.xlen(keys.jobs) == 0  # acknowledged and deleted
+        assert await client.hlen(keys.inflight_of("bot")) == 0
+        for i in range(1, 4):
+            for key in (keys.events(i), keys.result(i)):
+                assert 0 < await client.ttl(key) <= settings.redis.result_ttl
+        assert await client.zcard(keys.workers) == 0  # the worker left cleanly
+        assert (await client.xinfo_groups(keys.jobs))[0]["consumers"] == 0
+    finally:
+        await client.aclose()
+
+
+async def test_fair_order_and_queue_positions_hold_across_redis(
+    redis_server: RedisServer, tmp_path: Path, worker_executors: list[Executor]
+) -> None:
+    settings = redis_settings(redis_server, tmp_path)
+    async with backend(settings, worker_executors) as (dispatcher, _):
+        heavy = [dispatcher.submit(a_job(settings, i, user=1, steps=4)) for i in range(1, 5)]
+        await heavy[0].started.wait()
+        light = dispatcher.submit(a_job(settings, 10, user=2, steps=4))
+        assert dispatcher.waiting[0].id == 10  # next, not after heavy's three
+        assert dispatcher.active_jobs(1) == 4
+        order: list[int] = []
+
+        async def note(handle: JobHandle) -> None:
+            await handle.started.wait()
+            order.append(handle.job.id)
+
+        await asyncio.gather(*(note(h) for h in [*heavy, light]))
+        await asyncio.gather(*(h.wait() for h in [*heavy, light]))
+    assert order == [1, 10, 2, 3, 4]
+    positions = [e.position async for e in light.events() if isinstance(e, Queued)]
+    assert positions == [1]
+
+
+async def test_cancel_reaches_the_worker_and_stops_the_job_at_the_next_step(
+    redis_server: RedisServer, tmp_path: Path, worker_executors: list[Executor]
+) -> None:
+    settings = redis_settings(redis_server, tmp_path)
+    async with backend(settings, worker_executors) as (dispatcher, _):
+        running = dispatcher.submit(a_job(settings, 1, steps=50))
+        queued = dispatcher.submit(a_job(settings, 2, steps=2))
+        async for event in running.events():
+            if isinstance(event, Progress) and event.step >= 2:
+                break
+        dispatcher.cancel(running)
+        dispatcher.cancel(queued)
+        assert isinstance(await queued.wait(), Cancelled)  # still in the bot's queue: gone at once
+        outcome = await asyncio.wait_for(running.wait(), 15)
+        assert isinstance(outcome, Cancelled)
+        steps = [e.step for e in [e async for e in running.events()] if isinstance(e, Progress)]
+        assert not steps or steps[-1] < 50
+        after = dispatcher.submit(a_job(settings, 3))  # the worker goes on with the next job
+        assert isinstance(await after.wait(), Done)
+
+
+async def test_a_job_whose_worker_died_is_claimed_and_finished_by_another(
+    redis_server: RedisServer, tmp_path: Path, worker_executors: list[Executor], engine: Engine
+) -> None:
+    settings = redis_settings(redis_server, tmp_path, claim_idle=1.0)
+    dispatcher = RedisExecutor(settings.redis, settings.executor)
+    await dispatcher.start()
+    client = await connect(settings.redis)
+    keys = dispatcher.keys
+    pool = Workers(settings, worker_executors)
+    try:
+        # a worker that takes the job and dies: a live heartbeat, one read, then silence
+        seconds, _ = await client.time()
+        await client.zadd(keys.workers, {"doomed": seconds})
+        await until(lambda: len(dispatcher.workers) == 1, dispatcher)
+        job = a_job(settings, 1, steps=3)
+        handle = dispatcher.submit(job)
+        await until(lambda: dispatcher.running == [job])
+        taken = await client.xreadgroup(keys.group, "doomed", {keys.jobs: ">"}, count=1, block=5000)
+        assert taken and taken[0][1]
+        await pool.add(1, name="survivor")
+        outcome = await asyncio.wait_for(handle.wait(), 30)
+        assert isinstance(outcome, Done)
+        local = await (await engine.submit(job.request)).result()
+        assert outcome.result.grid_png == local.grid_png  # re-run from the stored seeds: same images
+        entries = await client.xrange(keys.events(1))
+        assert [f[b"worker"] for _, f in entries if f[b"type"] == b"done"] == [b"survivor"]
+        assert await client.xlen(keys.jobs) == 0
+    finally:
+        await pool.close()
+        await dispatcher.close(grace=0)
+        await client.aclose()
+
+
+async def test_heartbeats_keep_a_slow_job_from_being_stolen(
+    redis_server: RedisServer, tmp_path: Path, worker_executors: list[Executor]
+) -> None:
+    settings = redis_settings(redis_server, tmp_path, claim_idle=1.0)
+    async with backend(settings, worker_executors, workers=2) as (dispatcher, _):
+        slow = dispatcher.submit(a_job(settings, 1, steps=30, size="large"))  # several times claim_idle here
+        assert isinstance(await asyncio.wait_for(slow.wait(), 90), Done)
+        client = await connect(settings.redis)
+        try:
+            entries = await client.xrange(dispatcher.keys.events(1))
+        finally:
+            await client.aclose()
+    started_by = [f[b"worker"] for _, f in entries if f[b"type"] == b"started"]
+    assert len(started_by) == 1  # ran once: nobody claimed it
+
+
+async def test_a_job_that_kills_its_workers_goes_to_the_dead_letter_stream(
+    redis_server: RedisServer, tmp_path: Path, worker_executors: list[Executor]
+) -> None:
+    settings = redis_settings(redis_server, tmp_path, claim_idle=1.0, max_deliveries=2)
+    dispatcher = RedisExecutor(settings.redis, settings.executor)
+    await dispatcher.start()
+    client = await connect(settings.redis)
+    keys = dispatcher.keys
+    pool = Workers(settings, worker_executors)
+    try:
+        seconds, _ = await client.time()
+        await client.zadd(keys.workers, {"first-victim": seconds})
+        await until(lambda: len(dispatcher.workers) == 1, dispatcher)
+        handle = dispatcher.submit(a_job(settings, 1))
+        await until(lambda: bool(dispatcher.running))
+        assert await client.xreadgroup(keys.group, "first-victim", {keys.jobs: ">"}, count=1, block=5000)
+        await asyncio.sleep(1.1)
+        claimed = await client.xautoclaim(keys.jobs, keys.group, "second-victim", min_idle_time=1000)
+        assert claimed[1]  # delivered twice now, and both workers died
+        await asyncio.sleep(1.1)
+        await pool.add(0, name="third")
+        outcome = await asyncio.wait_for(handle.wait(), 30)
+        assert isinstance(outcome, Failed)
+        assert "set aside" in outcome.reason
+        dead = await client.xrange(keys.dead)
+        assert len(dead) == 1 and dead[0][1][b"deliveries"] == b"2"
+        assert await client.xlen(keys.jobs) == 0
+        after = dispatcher.submit(a_job(settings, 2))  # the survivor goes on
+        assert isinstance(await asyncio.wait_for(after.wait(), 30), Done)
+    finally:
+        await pool.close()
+        await dispatcher.close(grace=0)
+        await client.aclose()
+
+
+async def test_a_restarted_bot_follows_the_jobs_it_had_handed_out(
+    redis_server: RedisServer, tmp_path: Path, worker_executors: list[Executor]
+) -> None:
+    settings = redis_settings(redis_server, tmp_path)
+    pool = Workers(settings, worker_executors)
+    await pool.add(0)
+    try:
+        first = RedisExecutor(settings.redis, settings.executor)
+        await first.start()
+        await until(lambda: len(first.workers) == 1, first)
+        job = a_job(settings, 7, steps=20)
+        handle = first.submit(job)
+        queued = first.submit(a_job(settings, 8))
+        await handle.started.wait()
+        await first.close(grace=0)  # the bot stops; the job goes on on its worker
+        assert isinstance(await handle.wait(), Interrupted)
+        assert isinstance(await queued.wait(), Interrupted)
+
+        second = RedisExecutor(settings.redis, settings.executor)
+        await second.start()
+        try:
+            again = second.submit(job)  # what the cog's recovery does with every undelivered job
+            assert second.running == [job]  # followed, not queued to run a second time
+            rerun = second.submit(a_job(settings, 8))  # never handed out: runs now
+            assert isinstance(await asyncio.wait_for(again.wait(), 60), Done)
+            assert isinstance(await asyncio.wait_for(rerun.wait(), 60), Done)
+            client = await connect(settings.redis)
+            try:
+                entries = await client.xrange(second.keys.events(7))
+            finally:
+                await client.aclose()
+            assert [f[b"type"] for _, f in entries].count(b"started") == 1  # ran once
+        finally:
+            await second.close(grace=0)
+    finally:
+        await pool.close()
+
+
+async def test_jobs_wait_for_a_worker_that_joins_late(
+    redis_server: RedisServer, tmp_path: Path, worker_executors: list[Executor]
+) -> None:
+    settings = redis_settings(redis_server, tmp_path)
+    dispatcher = RedisExecutor(settings.redis, settings.executor)
+    await dispatcher.start()
+    pool = Workers(settings, worker_executors)
+    try:
+        handles = [dispatcher.submit(a_job(settings, i, user=i)) for i in (1, 2)]
+        await asyncio.sleep(0.5)
+        assert dispatcher.running == [] and dispatcher.queue_depth == 2  # kept in the bot's fair queue
+        await pool.add(0)
+        await pool.add(1)
+        outcomes = await asyncio.wait_for(asyncio.gather(*(h.wait() for h in handles)), 60)
+        assert all(isinstance(o, Done) for o in outcomes)
+        assert {w.name for w in dispatcher.workers} == {"worker0", "worker1"}
+        assert dispatcher.info is not None and dispatcher.info.device == "cpu"
+    finally:
+        await pool.close()
+        await dispatcher.close(grace=0)
+
+
+async def test_bad_redis_urls_and_passwords_fail_clearly(tmp_path: Path, redis_server: RedisServer) -> None:
+    with running_redis(tmp_path / "secured", args=["--requirepass", "s3cret-pass"]) as secured:
+        good = RedisSettings(url=secured.url.replace("unix://", "unix://:s3cret-pass@"))
+        client = await connect(good)
+        assert await client.ping()
+        await client.aclose()
+        wrong = RedisSettings(url=secured.url.replace("unix://", "unix://:wrong-pass@"))
+        with pytest.raises(RedisUnavailableError) as info:
+            await connect(wrong)
+        assert "wrong-pass" not in str(info.value) and "***" in str(info.value)
+    with pytest.raises(RedisUnavailableError, match="cannot use Redis at unix://"):
+        await connect(RedisSettings(url=f"unix://{tmp_path}/nothing-here.sock"))
+    assert redact("redis://user:hunter2@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redact("rediss://:hunter2@host") == "rediss://:***@host"
+    assert redact("redis://host:6379") == "redis://host:6379"
