@@ -59,6 +59,7 @@ class AdminCog(commands.GroupCog, group_name="seedgrid", group_description="Run 
             f"**Device** {info.device if info else '?'} · **dtype** {info.dtype if info else '?'}",
             f"**Queue** {executor.queue_depth} waiting, {len(executor.running)} running"
             + (" · **paused**" if executor.paused else ""),
+            *_worker_lines(executor),
             f"**Jobs done today** {len(times)}"
             + (f" · **median time** {statistics.median(times):.1f} s" if times else ""),
             f"**Uptime** {_duration(time.monotonic() - self.started)}",
@@ -110,3 +111,15 @@ class AdminCog(commands.GroupCog, group_name="seedgrid", group_description="Run 
 
 async def setup(bot: SeedgridBot) -> None:
     await bot.add_cog(AdminCog(bot))
+
+
+def _worker_lines(executor: object) -> list[str]:
+    """With the redis backend: the live GPU workers and what each is doing."""
+    workers = getattr(executor, "workers", None)
+    if workers is None:
+        return []
+    if not workers:
+        return ["**Workers** none connected: jobs wait until one starts (`python -m bot worker`)"]
+    listed = ", ".join(f"{w.name} ({w.device}{f', job {w.job}' if w.job else ''})" for w in workers[:10])
+    more = f" and {len(workers) - 10} more" if len(workers) > 10 else ""
+    return [f"**Workers** {len(workers)}: {listed}{more}"]

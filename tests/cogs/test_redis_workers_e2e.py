@@ -1,0 +1,159 @@
+"""Scale-out end to end: the real bot on the redis backend, two ``python -m bot worker`` processes,
+the fake Discord. A worker is killed with SIGKILL mid-job; the other finishes it, posted once,
+with the bytes the in-process executor gives. Then cancel crosses processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings, parse_settings
+from bot.engine import Engine
+from bot.redisconn import connect
+from bot.requests import imagine_request
+from bot.wire import Keys
+from cogs.client import SeedgridBot
+from tests.conftest import config_text, redis_extra
+from tests.fakediscord import FakeDiscord
+from tests.fakediscord.discordpy import running
+from tests.redis_server import RedisServer
+
+from .conftest import JSON, buttons, has_grid
+
+ROOT = Path(__file__).parents[2]
+pytestmark = pytest.mark.timeout(300)
+
+
+class WorkerProcesses:
+    def __init__(self, config: Path, folder: Path) -> None:
+        self.config = config
+        self.folder = folder
+        self.processes: dict[str, asyncio.subprocess.Process] = {}
+
+    async def start(self, name: str) -> None:
+        log = self.folder / f"{name}.log"
+        with log.open("wb") as sink:
+            self.processes[name] = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "worker", "--config", str(self.config), "--name", name,
+                cwd=ROOT, stdout=sink, stderr=sink,
+            )  # fmt: skip
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text()
+
+    async def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+@pytest.fixture
+async def scaled_out(
+    fake: FakeDiscord, tiny_model: Path, tmp_path: Path, redis_server: RedisServer
+) -> AsyncIterator[tuple[SeedgridBot, Settings, WorkerProcesses]]:
+    extra = redis_extra(redis_server.url, redis_server.prefix(), claim_idle=2.0)
+    text = config_text(
+        tiny_model,
+        tmp_path / "bot.db",
+        api_base_url=fake.api_base_url,
+        gateway_url=fake.gateway_url,
+        shutdown_timeout=0.0,
+        extra=extra,
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    settings = parse_settings(text)
+    workers = WorkerProcesses(config, tmp_path)
+    await workers.start("alpha")
+    await workers.start("beta")
+    engine = await Engine.open(settings)  # connects to Redis; loads no model
+    try:
+        client = SeedgridBot(settings, engine=engine)
+        async with running(client, fake):
+            yield client, settings, workers
+    finally:
+        await engine.close(grace=0)
+        await workers.stop_all()
+    for name in workers.processes:
+        assert "Traceback" not in workers.log(name), workers.log(name)
+
+
+async def wait_for_workers(engine: Engine, count: int) -> None:
+    executor = engine.executor
+    deadline = time.monotonic() + 180  # two processes importing torch on two cores
+    while len(executor.workers) < count:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the workers did not register"
+        await executor.refresh_workers()  # type: ignore[attr-defined]
+        await asyncio.sleep(0.2)
+
+
+async def holder_of(settings: Settings, job_id: int) -> str:
+    """The worker holding a job (Redis's pending list names the consumer)."""
+    client = await connect(settings.redis)
+    keys = Keys(settings.redis.prefix)
+    try:
+        while True:
+            pending = await client.xpending_range(keys.jobs, keys.group, min="-", max="+", count=10)
+            for entry in pending:
+                fields = (await client.xrange(keys.jobs, entry["message_id"], entry["message_id"]))[0][1]
+                if json.loads(fields[b"job"])["id"] == job_id:
+                    return str(entry["consumer"].decode())
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+
+
+def grids(fake: FakeDiscord, title: str) -> list[JSON]:
+    return [m for m in fake.all_messages() if has_grid(m) and m["embeds"][0].get("title") == title]
+
+
+async def test_a_killed_worker_s_job_is_finished_by_the_other_and_posted_once(
+    fake: FakeDiscord, scaled_out: tuple[SeedgridBot, Settings, WorkerProcesses], engine: Engine
+) -> None:
+    bot, settings, workers = scaled_out
+    await wait_for_workers(bot.engine, 2)
+
+    ix = await fake.slash(fake.member, "imagine", prompt="survives a dead worker", seed=11, steps=40, size="large")
+    await ix.wait_original(lambda m: "🎨" in (m["content"] or ""), timeout=60)  # running on a worker
+    job_id = next(job.id for job in bot.engine.executor.running)
+    victim = await holder_of(settings, job_id)
+    survivor = next(name for name in workers.processes if name != victim)
+    workers.processes[victim].kill()  # SIGKILL: no goodbye, no acknowledgement
+    killed = time.monotonic()
+    await workers.processes[victim].wait()
+
+    message = await ix.wait_original(has_grid, timeout=240)
+    took = time.monotonic() - killed
+    await asyncio.sleep(1.0)  # a second post would show up by now
+    assert len(grids(fake, "survives a dead worker")) == 1
+    print(f"\nworker killed → its job finished elsewhere and posted: {took:.1f} s (claim_idle 2 s)")
+    assert f"claimed job {job_id} from {victim}" in workers.log(survivor)
+
+    posted = fake.attachment_bytes(message["id"], message["attachments"][0]["filename"])  # type: ignore[index]
+    request = imagine_request(settings.generation, prompt="survives a dead worker", seed=11, steps=40, size="large")
+    assert (await (await engine.submit(request)).result()).grid_png == posted  # the in-process bytes
+
+    # cancel crosses processes: the survivor stops the job at its next step
+    long_ix = await fake.slash(fake.member, "imagine", prompt="stop me", seed=3, steps=50, size="large")
+    running_msg = await long_ix.wait_original(
+        lambda m: "🎨" in (m["content"] or "") and any(b.get("label") == "Cancel" for b in buttons(m)), timeout=60
+    )
+    cancel_id = next(b["custom_id"] for b in buttons(running_msg) if b["label"] == "Cancel")
+    click = await fake.click(fake.member, running_msg, cancel_id)  # type: ignore[arg-type]
+    await click.wait_response()
+    stopped = await long_ix.wait_original(lambda m: "Cancelled" in (m["content"] or ""), timeout=60)
+    assert not stopped["components"] and not grids(fake, "stop me")
+    assert "cancelled by the bot" in workers.log(survivor)
