@@ -1,5 +1,6 @@
 """``python -m bot`` as an admin runs it: a real subprocess, real config files."""
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import config_text
+from tests.conftest import config_text, redis_extra
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).parents[2]
 
@@ -106,3 +108,47 @@ def test_run_without_token_refuses(config: Path) -> None:
     result = run_cli("run", "--config", config, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert "DISCORD_TOKEN" in result.stderr
+
+
+def redis_config(tiny_model: Path, tmp_path: Path, url: str, prefix: str = "cli") -> Path:
+    path = tmp_path / "redis.toml"
+    path.write_text(config_text(tiny_model, tmp_path / "db.sqlite", extra=redis_extra(url, prefix)))
+    return path
+
+
+def test_worker_refuses_a_bad_device_and_an_unreachable_redis(tiny_model: Path, tmp_path: Path) -> None:
+    config = redis_config(tiny_model, tmp_path, "redis://nobody:hunter2@127.0.0.1:1/0")
+    result = run_cli("worker", "--config", config, "--device", "gpu7")
+    assert result.returncode == 2 and "--device" in result.stderr and "cuda:N" in result.stderr
+    for command in (["worker"], ["check"]):
+        result = run_cli(*command, "--config", config)
+        assert result.returncode == 2, result.stderr
+        assert "cannot use Redis at redis://nobody:***@127.0.0.1:1/0" in result.stderr
+        assert "hunter2" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+def test_check_and_imagine_run_through_a_worker_process(
+    tiny_model: Path, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    config = redis_config(tiny_model, tmp_path, redis_server.url, redis_server.prefix())
+    log = tmp_path / "worker.log"
+    with log.open("wb") as sink:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "bot", "worker", "--config", str(config), "--name", "cli-test"],
+            cwd=ROOT,
+            stdout=sink,
+            stderr=sink,
+        )
+    try:
+        checked = run_cli("check", "--config", config)
+        assert checked.returncode == 0, checked.stderr
+        assert "1 worker(s) in Redis: cli-test" in checked.stdout and "ok:" in checked.stdout
+        out = tmp_path / "out"
+        drawn = run_cli("imagine", "a lighthouse", "--config", config, "--seed", "5", "--steps", "2", "--out", out)
+        assert drawn.returncode == 0, drawn.stderr
+        assert sorted(p.name for p in out.iterdir()) == ["grid.png", *(f"tile-{i}.png" for i in range(1, 5))]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+    text = log.read_text()
+    assert "worker cli-test left after 2 job(s)" in text and "Traceback" not in text
