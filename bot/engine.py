@@ -32,10 +32,13 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, store: Store, executor: QueueFront, *, output_dir: Path | None = None) -> None:
+    def __init__(
+        self, store: Store, executor: QueueFront, *, output_dir: Path | None = None, prompt_limit: Any = None
+    ) -> None:
         self.store = store
         self.executor = executor
         self.output_dir = output_dir
+        self._prompt_limit = prompt_limit  # a PromptLimit when the model is not loaded here
         self._handles: dict[int, JobHandle] = {}
         self._trackers: set[asyncio.Task[None]] = set()
         self._pending: collections.Counter[int] = collections.Counter()
@@ -61,6 +64,9 @@ class Engine:
             if want_tiles is None:
                 want_tiles = settings.storage.output_dir is not None
             executor = RedisExecutor(settings.redis, settings.executor, want_tiles=want_tiles, scope=scope)
+            from .pipeline import PromptLimit
+
+            prompt_limit = await asyncio.to_thread(PromptLimit.load, settings.model)
         else:
             from .render import PipelineRenderer  # torch and diffusers load here, not on import
 
@@ -72,13 +78,14 @@ class Engine:
                 warm_up=[(size.width, size.height) for size in settings.generation.sizes],
             )
             executor = Executor({settings.model.device: load}, settings.executor)
+            prompt_limit = None
         try:
             await executor.start()
         except BaseException:
             await executor.close()
             await store.close()
             raise
-        return cls(store, executor, output_dir=settings.storage.output_dir)
+        return cls(store, executor, output_dir=settings.storage.output_dir, prompt_limit=prompt_limit)
 
     async def stop(self, *, grace: float | None = None) -> None:
         """Stop taking jobs, let the running one finish (up to ``grace``), keep the rest for the next start.
@@ -116,11 +123,12 @@ class Engine:
         return cast("str | None", result)
 
     def _pipeline(self) -> Any:
+        """Whatever knows the model's prompt limit: a loaded pipeline, or (redis backend) its tokenizer."""
         for renderer in self.executor.renderers:
             pipeline = getattr(renderer, "pipeline", None)
             if pipeline is not None:
                 return pipeline
-        return None
+        return self._prompt_limit
 
     async def create(self, request: JobRequest) -> Job:
         """Admit and store a job (before the member's interaction is acknowledged).

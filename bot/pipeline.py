@@ -304,6 +304,34 @@ class _Truncation:
         return removed.strip() or None
 
 
+class PromptLimit:
+    """Where the model cuts prompts, from its tokenizer alone: for a bot whose model runs elsewhere
+    (the redis backend), so members are still told which words were ignored."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._truncation = _Truncation(tokenizer)
+
+    @classmethod
+    def load(cls, settings: ModelSettings) -> PromptLimit | None:
+        """The model's tokenizer (a few MB, no weights), or None when it cannot be had. Blocking."""
+        try:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(settings.id, subfolder="tokenizer")
+        except Exception as exc:  # offline, gated, no tokenizer folder: the notice is a nicety
+            logger.warning("no tokenizer for %s (%s): the long-prompt notice is off", settings.id, exc)
+            return None
+        return cls(tokenizer)
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return self._truncation.limit
+
+    def prompt_overflow(self, prompt: str) -> str | None:
+        """As :meth:`Pipeline.prompt_overflow`."""
+        return self._truncation.overflow(prompt)
+
+
 # --- safety checker -----------------------------------------------------------------------------
 
 

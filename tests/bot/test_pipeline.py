@@ -21,6 +21,7 @@ from bot.pipeline import (
     Cancelled,
     GenerationOutput,
     Pipeline,
+    PromptLimit,
     resolve_device,
     resolve_dtype,
     resolve_scheduler,
@@ -313,6 +314,19 @@ def test_prompt_overflow(pipeline: Pipeline) -> None:
     assert pipeline.prompt_overflow("") is None
     assert pipeline.prompt_overflow(kept) is None
     assert pipeline.prompt_overflow(kept + " Tail, ÉND 🐱") == "Tail, ÉND 🐱"  # the member's own text
+
+
+def test_the_tokenizer_alone_cuts_where_the_pipeline_does(
+    pipeline: Pipeline, model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The redis backend's bot has no pipeline: it loads only the tokenizer to tell members what was cut."""
+    limit = PromptLimit.load(ModelSettings(id=str(model_dir), device="cpu"))
+    assert limit is not None and limit.max_prompt_tokens == pipeline.max_prompt_tokens
+    for prompt in ("short", "a" * 75, "a" * 75 + " Tail, ÉND 🐱", "abcd " * 30):
+        assert limit.prompt_overflow(prompt) == pipeline.prompt_overflow(prompt)
+    with caplog.at_level(logging.WARNING, logger="bot.pipeline"):
+        assert PromptLimit.load(ModelSettings(id=str(tmp_path / "no-model"), device="cpu")) is None
+    assert "long-prompt notice is off" in caplog.text
 
 
 def test_overflow_is_what_the_pipeline_drops(pipeline: Pipeline) -> None:

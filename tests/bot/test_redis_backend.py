@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -28,7 +30,7 @@ from bot.render import PipelineRenderer
 from bot.requests import imagine_request
 from bot.worker import Worker
 from tests.conftest import config_text, redis_extra
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer, free_port, running_redis
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -363,3 +365,51 @@ async def test_bad_redis_urls_and_passwords_fail_clearly(tmp_path: Path, redis_s
     assert redact("redis://user:hunter2@host:6379/0") == "redis://user:***@host:6379/0"
     assert redact("rediss://:hunter2@host") == "rediss://:***@host"
     assert redact("redis://host:6379") == "redis://host:6379"
+
+
+def make_certificates(folder: Path) -> Path:
+    """A throw-away CA and a server certificate for 127.0.0.1 (openssl, as an admin would)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: cannot make a certificate for the TLS test")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=folder, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=seedgrid test CA")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
+    return folder
+
+
+async def test_a_job_over_tls_with_an_acl_user(
+    tmp_path: Path, worker_executors: list[Executor], redis_server: RedisServer
+) -> None:
+    certs = make_certificates(tmp_path / "certs")
+    port = free_port()
+    args = [
+        "--tls-port", str(port),
+        "--tls-cert-file", str(certs / "server.crt"),
+        "--tls-key-file", str(certs / "server.key"),
+        "--tls-ca-cert-file", str(certs / "ca.crt"),
+        "--tls-auth-clients", "no",
+        "--user", "default", "off",
+        "--user", "seedgrid", "on", ">tls-secret", "~*", "&*", "+@all",
+    ]  # fmt: skip
+    with running_redis(tmp_path / "tls", args=args):
+        base = redis_settings(redis_server, tmp_path)
+        url = f"rediss://seedgrid:tls-secret@127.0.0.1:{port}/0"
+        settings = dataclasses.replace(
+            base, redis=dataclasses.replace(base.redis, url=url, tls_ca_file=certs / "ca.crt")
+        )
+        async with backend(settings, worker_executors) as (dispatcher, _):
+            assert isinstance(await asyncio.wait_for(dispatcher.submit(a_job(settings, 1)).wait(), 30), Done)
+        with pytest.raises(RedisUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
+            await connect(dataclasses.replace(settings.redis, tls_ca_file=None))  # the system CAs do not know ours
+        with pytest.raises(RedisUnavailableError, match="invalid username-password") as info:
+            await connect(dataclasses.replace(settings.redis, url=url.replace("tls-secret", "guess")))
+        assert "guess" not in str(info.value)
