@@ -37,6 +37,8 @@ from .wire import Keys, WireError, WireJob, decode_event, decode_result, encode_
 
 log = logging.getLogger(__name__)
 
+KEEP_AFTER_READ = 300.0
+"""Seconds a result stays in Redis once the bot has read it."""
 FOLLOW_BLOCK_MS = 1000
 """How long one XREAD of a job's events waits before the follower looks around (closing, cancel)."""
 
@@ -261,6 +263,7 @@ class RedisExecutor(QueueFront):
                     return
                 result = decode_result(data)
                 handle._emit(Done(result))
+                await self._keep_briefly(job_id)
                 log.info("job %d done on %s in %.2f s", job_id, fields.get(b"worker", b"?").decode(), result.elapsed)
                 return
             event = decode_event(fields)
@@ -270,6 +273,16 @@ class RedisExecutor(QueueFront):
             return
         if event is not None:
             handle._emit(event)
+
+    async def _keep_briefly(self, job_id: int) -> None:
+        """The images have been read: keep them only ``KEEP_AFTER_READ`` s more (enough for a bot that
+        crashes before posting to find them again), not the full ``result_ttl`` (a 512² grid is ~2 MB)."""
+        keep = int(min(self.redis_settings.result_ttl, KEEP_AFTER_READ))
+        with contextlib.suppress(RedisError):
+            async with self._require_client().pipeline(transaction=False) as pipe:
+                pipe.expire(self.keys.result(job_id, self.scope), keep)
+                pipe.expire(self.keys.events(job_id, self.scope), keep)
+                await pipe.execute()
 
     async def _requeue(self, handle: JobHandle) -> None:
         with contextlib.suppress(RedisError):

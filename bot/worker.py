@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 EVENTS_MAXLEN = 500
 """Events kept per job (progress and previews of one job are well under this)."""
 DEAD_MAXLEN = 1000
+TIDY_EVERY = 60.0
+"""Seconds between sweeps for consumers of workers that died (they are removed once they hold nothing)."""
 CANCEL_POLL = 0.25
 """Seconds between checks for a cancel request while a job runs (it stops at the next step)."""
 
@@ -73,6 +75,7 @@ class Worker:
         self._holding: Delivery | None = None
         self._job: Job | None = None
         self.jobs_done = 0
+        self._next_tidy = 0.0
 
     def stop(self) -> None:
         """Take no new job; the one running finishes (or is handed back at ``executor.shutdown_timeout``)."""
@@ -113,6 +116,8 @@ class Worker:
     async def _claim_one(self) -> Delivery | None:
         """A job whose worker stopped sending heartbeats, claimed for this one (or dead-lettered)."""
         idle_ms = int(self.settings.claim_idle * 1000)
+        if time.monotonic() >= self._next_tidy:
+            await self._tidy_consumers()
         pending: Any = await self.client.xpending_range(
             self.keys.jobs, self.keys.group, min="-", max="+", count=10, idle=idle_ms
         )
@@ -144,6 +149,17 @@ class Worker:
             )
             return Delivery(entry_id, fields, delivered + 1)
         return None
+
+    async def _tidy_consumers(self) -> None:
+        """Forget consumers of dead workers (killed, so they never said goodbye) once they hold nothing."""
+        self._next_tidy = time.monotonic() + TIDY_EVERY
+        gone_ms = int(self.settings.claim_idle * 1000) * 3  # (a live worker reads every second: never this idle)
+        consumers: Any = await self.client.xinfo_consumers(self.keys.jobs, self.keys.group)
+        for consumer in consumers:
+            name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else str(consumer["name"])
+            if name != self.name and int(consumer["pending"]) == 0 and int(consumer["idle"]) > gone_ms:
+                await self.client.xgroup_delconsumer(self.keys.jobs, self.keys.group, name)
+                log.info("forgot the consumer of a departed worker: %s", name)
 
     # --- running one ---
 

@@ -21,7 +21,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.config import RedisSettings, Settings, parse_settings
-from bot.dispatch import RedisExecutor
+from bot.dispatch import KEEP_AFTER_READ, RedisExecutor
 from bot.engine import Engine
 from bot.executor import Cancelled, Done, Executor, Failed, Interrupted, JobHandle, Progress, Queued, Started
 from bot.jobs import Job
@@ -155,7 +155,7 @@ async def test_nothing_accumulates_and_the_tiles_come_when_asked_for(
         assert await client.hlen(keys.inflight_of("bot")) == 0
         for i in range(1, 4):
             for key in (keys.events(i), keys.result(i)):
-                assert 0 < await client.ttl(key) <= settings.redis.result_ttl
+                assert 0 < await client.ttl(key) <= KEEP_AFTER_READ  # read by the bot: kept briefly
         assert await client.zcard(keys.workers) == 0  # the worker left cleanly
         assert (await client.xinfo_groups(keys.jobs))[0]["consumers"] == 0
     finally:
@@ -242,9 +242,9 @@ async def test_a_job_whose_worker_died_is_claimed_and_finished_by_another(
 async def test_heartbeats_keep_a_slow_job_from_being_stolen(
     redis_server: RedisServer, tmp_path: Path, worker_executors: list[Executor]
 ) -> None:
-    settings = redis_settings(redis_server, tmp_path, claim_idle=1.0)
+    settings = redis_settings(redis_server, tmp_path, claim_idle=2.0)
     async with backend(settings, worker_executors, workers=2) as (dispatcher, _):
-        slow = dispatcher.submit(a_job(settings, 1, steps=30, size="large"))  # several times claim_idle here
+        slow = dispatcher.submit(a_job(settings, 1, steps=50, size="large"))  # several times claim_idle here
         assert isinstance(await asyncio.wait_for(slow.wait(), 90), Done)
         client = await connect(settings.redis)
         try:
@@ -413,3 +413,28 @@ async def test_a_job_over_tls_with_an_acl_user(
         with pytest.raises(RedisUnavailableError, match="invalid username-password") as info:
             await connect(dataclasses.replace(settings.redis, url=url.replace("tls-secret", "guess")))
         assert "guess" not in str(info.value)
+
+
+async def test_consumers_of_dead_workers_are_forgotten(
+    redis_server: RedisServer, tmp_path: Path, worker_executors: list[Executor]
+) -> None:
+    settings = redis_settings(redis_server, tmp_path, claim_idle=1.0)
+    keys = RedisExecutor(settings.redis).keys
+    client = await connect(settings.redis)
+    pool = Workers(settings, worker_executors)
+    try:
+        await client.xgroup_create(keys.jobs, keys.group, id="0", mkstream=True)
+        await client.xgroup_createconsumer(keys.jobs, keys.group, "killed-long-ago")
+        await asyncio.sleep(3.2)  # idle for over 3 × claim_idle, holding nothing
+        await pool.add(0)
+
+        async def names() -> list[bytes]:
+            return [c["name"] for c in await client.xinfo_consumers(keys.jobs, keys.group)]
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while b"killed-long-ago" in await names():
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.1)
+    finally:
+        await pool.close()
+        await client.aclose()
