@@ -78,8 +78,17 @@ class Worker:
         self._next_tidy = 0.0
 
     def stop(self) -> None:
-        """Take no new job; the one running finishes (or is handed back at ``executor.shutdown_timeout``)."""
+        """Take no new job (what SIGTERM does); :meth:`leave` then deals with the running one."""
         self._stopping.set()
+
+    async def stopped(self) -> None:
+        await self._stopping.wait()
+
+    async def leave(self, *, grace: float | None = None) -> None:
+        """Stop: the running job gets ``grace`` s (default ``executor.shutdown_timeout``) to finish; if it
+        does not, it is stopped and handed back at once (marked long idle), so another worker takes it."""
+        self.stop()
+        await self.executor.close(grace=grace)
 
     async def run(self) -> None:
         await ensure_group(self.client, self.keys)
@@ -371,9 +380,8 @@ async def run_worker(settings: Settings, *, device: str | None = None, name: str
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)
         runner = asyncio.create_task(worker.run())
-        await worker._stopping.wait()
-        # let the running job finish for up to shutdown_timeout, then interrupt it (it is handed back)
-        await executor.close()
+        await worker.stopped()
+        await worker.leave()
         await runner
     finally:
         if not executor.closing:

@@ -438,3 +438,38 @@ async def test_consumers_of_dead_workers_are_forgotten(
     finally:
         await pool.close()
         await client.aclose()
+
+
+async def test_a_worker_that_leaves_mid_job_hands_it_back_at_once(
+    redis_server: RedisServer, tmp_path: Path, worker_executors: list[Executor], settings: Settings
+) -> None:
+    # claim_idle is long: only the hand-back (not a timeout) can move the job this quickly
+    redis = redis_settings(redis_server, tmp_path, claim_idle=60.0)
+    leaving = Executor({"cpu": partial(PipelineRenderer.load, settings.model, preview_every=0)}, settings.executor)
+    await leaving.start()
+    dispatcher = RedisExecutor(redis.redis, redis.executor)
+    await dispatcher.start()
+    client = await connect(redis.redis)
+    pool = Workers(redis, worker_executors)
+    try:
+        worker = Worker(leaving, client, redis.redis, name="leaving")
+        runner = asyncio.create_task(worker.run())
+        await until(lambda: len(dispatcher.workers) == 1, dispatcher)
+        handle = dispatcher.submit(a_job(redis, 1, steps=50, size="large"))
+        await handle.started.wait()
+        await pool.add(0, name="stays")
+        left = asyncio.get_running_loop().time()
+        await worker.leave(grace=0)  # SIGTERM with shutdown_timeout = 0
+        await asyncio.wait_for(runner, 30)
+        assert isinstance(await asyncio.wait_for(handle.wait(), 60), Done)
+        entries = await client.xrange(dispatcher.keys.events(1))
+        assert [f[b"worker"] for _, f in entries if f[b"type"] == b"started"] == [b"leaving", b"stays"]
+        assert asyncio.get_running_loop().time() - left < 30  # well under claim_idle (60 s)
+        consumers = {c["name"]: c["pending"] for c in await client.xinfo_consumers(dispatcher.keys.jobs, "workers")}
+        assert consumers.get(b"leaving", 0) == 0  # holds nothing (a later sweep forgets the name)
+    finally:
+        await pool.close()
+        await dispatcher.close(grace=0)
+        await client.aclose()
+        if not leaving.closing:
+            await leaving.close(grace=0)
