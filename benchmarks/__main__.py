@@ -1,8 +1,8 @@
 """``python -m benchmarks [--quick] [--out PATH] [--only NAME,...]``: the CPU suite; a table and a JSON file.
 
-Names: ack (1), lag (2), overhead (3), fairness (4), batching (5), memory (6). ack and lag
-come from the same run (the naive bot runs alongside them); overhead shares seedgrid's
-process with them.
+Names: ack (1), lag (2), overhead (3), fairness (4), batching (5), memory (6), redis (7). ack
+and lag come from the same run (the naive bot runs alongside them); overhead shares seedgrid's
+process with them. redis needs ``redis-server`` on PATH (without it: a row saying so).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 from ._common import ROOT, Row, Section, build_model, describe_machine, machine, table
 
-NAMES = ("ack", "lag", "overhead", "fairness", "batching", "memory")
+NAMES = ("ack", "lag", "overhead", "fairness", "batching", "memory", "redis")
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
 
 
@@ -73,7 +73,7 @@ async def _one(section: Awaitable[Section]) -> list[Section]:
 
 
 async def _suite(want: set[str], quick: bool, workdir: Path) -> list[Section]:
-    from . import discord_bench, engine_bench, memory_bench
+    from . import discord_bench, engine_bench, memory_bench, redis_bench
 
     model = build_model(workdir / "tiny-model")
     sections: list[Section] = []
@@ -92,6 +92,10 @@ async def _suite(want: set[str], quick: bool, workdir: Path) -> list[Section]:
     if "memory" in want:
         plan_m = memory_bench.QUICK if quick else memory_bench.Plan()
         sections += await _guarded("memory", _one(memory_bench.run(model, workdir, plan_m, _log)))
+    if "redis" in want:
+        plan_r = redis_bench.QUICK if quick else redis_bench.Plan()
+        _log("redis: dispatch overhead per job and throughput with 1 and 2 `python -m bot worker` processes")
+        sections += await _guarded("redis", _one(redis_bench.run(model, workdir, plan_r, _log)))
     return sorted(sections, key=lambda s: order.get(s.name, len(order)))
 
 

@@ -242,11 +242,14 @@ def settings_text(
     *,
     api_base_url: str = "https://discord.com/api/v10",
     gateway_url: str = "wss://gateway.discord.gg",
+    extra: str = "",
 ) -> str:
-    """The test suite's config (``tests.conftest.config_text``): sizes small 64², large 256², huge 512²."""
+    """The test suite's config (``tests.conftest.config_text``): sizes small 64², large 256², huge 512².
+
+    ``extra`` is appended after the ``[executor]`` section (``backend = "redis"`` and a ``[redis]`` table)."""
     from tests.conftest import config_text
 
-    return config_text(model, database, api_base_url=api_base_url, gateway_url=gateway_url)
+    return config_text(model, database, api_base_url=api_base_url, gateway_url=gateway_url, extra=extra)
 
 
 def cpu_seconds(pid: int) -> float:
