@@ -47,6 +47,13 @@ def test_sizes_table_array() -> None:
         ('[refine]\nsuggestions = ["a", "b", "c", "d", "e"]', "refine.suggestions"),
         ('[logging]\nlevel = "LOUD"', "logging.level"),
         ("model = 3", "model"),
+        ('[executor]\nbackend = "celery"', "executor.backend"),
+        ('[redis]\nurl = "localhost:6379"', "redis.url"),
+        ('[redis]\nprefix = "has space"', "redis.prefix"),
+        ("[redis]\nclaim_idle = 0.1", "redis.claim_idle"),
+        ("[redis]\nmax_deliveries = 0", "redis.max_deliveries"),
+        ("[redis]\nresult_ttl = 5", "redis.result_ttl"),
+        ("[redis]\ntls_ca_file = 3", "redis.tls_ca_file"),
     ],
 )
 def test_bad_values_name_the_key(text: str, key: str) -> None:
@@ -67,3 +74,13 @@ def test_token_only_from_environment() -> None:
     with pytest.raises(ConfigError, match="DISCORD_TOKEN") as info:
         discord_token({})
     assert "abc" not in str(info.value)
+
+
+def test_redis_url_from_the_environment_wins() -> None:
+    settings = parse_settings('[executor]\nbackend = "redis"\n[redis]\nurl = "redis://file:6379/0"\ntls_ca_file = ""')
+    assert settings.redis.tls_ca_file is None
+    assert settings.redis.resolved_url({}) == "redis://file:6379/0"
+    assert settings.redis.resolved_url({"SEEDGRID_REDIS_URL": "rediss://u:p@env:6380/1"}) == "rediss://u:p@env:6380/1"
+    with pytest.raises(ConfigError, match="SEEDGRID_REDIS_URL"):
+        settings.redis.resolved_url({"SEEDGRID_REDIS_URL": "http://nope"})
+    assert settings.redis.heartbeat == settings.redis.claim_idle / 5
