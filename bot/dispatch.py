@@ -52,6 +52,9 @@ class WorkerInfo:
     device: str = "?"
     dtype: str = "?"
     scheduler: str = "?"
+    safety_checker: bool = True
+    """Whether it runs the safety checker (assumed when it does not say)."""
+    speed: tuple[str, ...] = ()
     job: int | None = None
     """The job it is running, if any."""
 
@@ -132,9 +135,12 @@ class RedisExecutor(QueueFront):
 
     @property
     def info(self) -> PipelineInfo | None:
-        for worker in self._workers:
-            return PipelineInfo(worker.model, worker.device, worker.dtype, worker.scheduler)
-        return None
+        """The first live worker's model; ``safety_checker`` if *any* worker runs one (its tiles may be flagged)."""
+        if not self._workers:
+            return None
+        first = self._workers[0]
+        checker = any(w.safety_checker for w in self._workers)
+        return PipelineInfo(first.model, first.device, first.dtype, first.scheduler, checker, first.speed)
 
     def submit(self, job: Job) -> JobHandle:
         if job.id in self._adopt and not self._closing:  # already on a worker: follow it, don't run it twice
@@ -343,6 +349,8 @@ def _worker_info(name: str, raw: bytes | None) -> WorkerInfo:
             device=str(data.get("device", "?")),
             dtype=str(data.get("dtype", "?")),
             scheduler=str(data.get("scheduler", "?")),
+            safety_checker=bool(data.get("safety_checker", True)),
+            speed=tuple(str(s) for s in data.get("speed", ())),
             job=data.get("job"),
         )
     except (ValueError, TypeError):

@@ -103,6 +103,9 @@ class Worker:
                 except RedisError as exc:
                     log.warning("Redis: %s; retrying in 1 s", exc)
                     await asyncio.sleep(1.0)
+                    if "NOGROUP" in str(exc):  # Redis lost its data (restarted without appendonly): start over
+                        with contextlib.suppress(RedisError):
+                            await ensure_group(self.client, self.keys)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -304,9 +307,20 @@ class Worker:
     async def _beat(self) -> None:
         seconds, micros = await self.client.time()
         info = getattr(self.executor.renderers[0], "info", None) if self.executor.renderers else None
-        body = {"job": self._job.id if self._job else None, "pid": os.getpid(), "host": socket.gethostname()}
+        body: dict[str, Any] = {
+            "job": self._job.id if self._job else None,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+        }
         if info is not None:
-            body.update(model=info.model, device=info.device, dtype=info.dtype, scheduler=info.scheduler)
+            body.update(
+                model=info.model,
+                device=info.device,
+                dtype=info.dtype,
+                scheduler=info.scheduler,
+                safety_checker=info.safety_checker,
+                speed=list(info.speed),
+            )
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.zadd(self.keys.workers, {self.name: seconds + micros / 1e6})
             pipe.set(self.keys.worker_info(self.name), json.dumps(body), ex=int(self.settings.claim_idle * 3) + 1)

@@ -6,6 +6,7 @@ Each check returns ``None`` when the member may go on, or a sentence to show the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import discord
 
@@ -15,7 +16,7 @@ from bot.ratelimit import TokenBucket
 
 
 class Gatekeeper:
-    def __init__(self, settings: Settings, *, safety_checker: bool) -> None:
+    def __init__(self, settings: Settings, *, safety_checker: Callable[[], bool]) -> None:
         self.settings = settings
         self.access = settings.access
         self.blocklist = Blocklist(settings.safety.blocklist)
@@ -61,7 +62,7 @@ class Gatekeeper:
 
     def policy(self, channel: object) -> str:
         """What happens to flagged tiles in this channel (``allow`` when no checker runs)."""
-        if not self.safety_checker:
+        if not self.safety_checker():  # asked each time: with the redis backend, workers come and go
             return "allow"
         safety = self.settings.safety
         return safety.nsfw_channels if getattr(channel, "nsfw", False) else safety.flagged

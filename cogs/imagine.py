@@ -220,8 +220,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
         )
         self._deliveries: set[asyncio.Task[None]] = set()
         self._cancelled_by: dict[int, str] = {}
-        info = self.engine.info
-        self.gate = Gatekeeper(self.settings, safety_checker=bool(info and getattr(info, "safety_checker", False)))
+        self.gate = Gatekeeper(self.settings, safety_checker=self._checker_runs)
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(TileButton, RerollButton, CancelButton)
@@ -233,6 +232,14 @@ class ImagineCog(commands.Cog, name="Imagine"):
         self.bot.tree.remove_command(self._command.name)
         for task in list(self._deliveries):
             task.cancel()
+
+    def _checker_runs(self) -> bool:
+        """Whether the safety checker may flag this job's tiles: as the loaded model (or the live workers)
+        say; with no worker connected yet, as the config says (so nothing slips through unhidden)."""
+        info = self.engine.info
+        if info is None:
+            return self.settings.safety.checker
+        return bool(getattr(info, "safety_checker", False))
 
     @property
     def model_name(self) -> str:

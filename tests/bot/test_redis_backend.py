@@ -473,3 +473,18 @@ async def test_a_worker_that_leaves_mid_job_hands_it_back_at_once(
         await client.aclose()
         if not leaving.closing:
             await leaving.close(grace=0)
+
+
+async def test_workers_recover_when_redis_loses_its_data(
+    redis_server: RedisServer, tmp_path: Path, worker_executors: list[Executor]
+) -> None:
+    settings = redis_settings(redis_server, tmp_path)
+    async with backend(settings, worker_executors) as (dispatcher, _):
+        assert isinstance(await dispatcher.submit(a_job(settings, 1)).wait(), Done)
+        client = await connect(settings.redis)
+        try:
+            await client.delete(dispatcher.keys.jobs)  # what a Redis restart without appendonly does
+        finally:
+            await client.aclose()
+        again = dispatcher.submit(a_job(settings, 2))
+        assert isinstance(await asyncio.wait_for(again.wait(), 30), Done)

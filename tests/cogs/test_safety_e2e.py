@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,13 @@ from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionS
 
 from bot.config import parse_settings
 from bot.engine import Engine
-from tests.conftest import config_text
+from bot.executor import Executor
+from bot.redisconn import connect
+from bot.render import PipelineRenderer
+from bot.worker import Worker
+from tests.conftest import config_text, redis_extra
 from tests.fakediscord import FakeDiscord
+from tests.redis_server import RedisServer
 from tests.tiny_model import build_tiny_pipeline
 
 from .conftest import JSON, BotFactory, has_grid
@@ -71,3 +78,31 @@ async def test_spoiler_policy_sends_the_grid_as_a_spoiler(
     assert message["attachments"][0]["filename"].startswith("SPOILER_")  # type: ignore[index]
     assert "spoiler" in (field(message, "Safety") or "")
     assert "image" not in message["embeds"][0]  # type: ignore[index]
+
+
+async def test_the_policy_holds_when_the_checker_runs_on_a_redis_worker(
+    fake: FakeDiscord, make_bot: BotFactory, flagging_model: Path, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The bot (no model) learns from the workers that a checker runs; the worker sends the tiles to blur."""
+    text = config_text(flagging_model, tmp_path / "r.db", extra=redis_extra(redis_server.url, redis_server.prefix()))
+    settings = parse_settings(text)
+    executor = Executor({"cpu": partial(PipelineRenderer.load, settings.model, safety_checker=True)}, settings.executor)
+    await executor.start()
+    client = await connect(settings.redis)
+    worker = Worker(executor, client, settings.redis, name="flagging-worker")
+    running_worker = asyncio.create_task(worker.run())
+    engine = await Engine.open(settings)
+    try:
+        while not engine.executor.workers:  # type: ignore[attr-defined]
+            await engine.executor.refresh_workers()  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)
+        assert engine.info is not None and engine.info.safety_checker
+        async with make_bot(engine_=engine):
+            safe = await grid_in(fake, fake.channel, seed=3)
+        assert field(safe, "Safety") == "⚠️ The safety checker flagged tile(s) 1, 2, 3, 4: hidden."
+    finally:
+        await engine.close(grace=0)
+        worker.stop()
+        await running_worker
+        await client.aclose()
+        await executor.close(grace=0)
