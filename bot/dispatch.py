@@ -114,10 +114,13 @@ class RedisExecutor(QueueFront):
             if pending:
                 self._stop_following.set()
                 await asyncio.gather(*pending, return_exceptions=True)
-        for task in [self._dispatcher, *self._side_tasks]:
-            if task is not None:
+        # the loop ends on the closing flag (a Task.cancel() landing inside a redis-py call can be swallowed)
+        self._wake.set()
+        tasks = [t for t in [self._dispatcher, *self._side_tasks] if t is not None]
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=10)
+            for task in stuck:
                 task.cancel()
-        await asyncio.gather(*[t for t in [self._dispatcher, *self._side_tasks] if t], return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
 
@@ -165,7 +168,7 @@ class RedisExecutor(QueueFront):
 
     async def _dispatch_loop(self) -> None:
         next_refresh = 0.0
-        while True:
+        while not self._closing:
             try:
                 if time.monotonic() >= next_refresh:
                     await self.refresh_workers()
@@ -185,6 +188,8 @@ class RedisExecutor(QueueFront):
             except Exception:
                 log.exception("the dispatcher hit an error; retrying")
             self._wake.clear()
+            if self._closing:
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.01, next_refresh - time.monotonic())):
                     await self._wake.wait()

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin, features
 
+from .png import encode_rgb
+
 logger = logging.getLogger(__name__)
 
 MAX_GRID_TILES = 4
@@ -130,7 +132,13 @@ def encode_png(
     metadata: Mapping[str, str] | None = None,
     compress_level: int = PNG_COMPRESS_LEVEL,
 ) -> bytes:
-    """PNG bytes, fast (see :data:`PNG_COMPRESS_LEVEL`); ``metadata`` becomes tEXt chunks."""
+    """PNG bytes, fast (see :data:`PNG_COMPRESS_LEVEL`); ``metadata`` becomes tEXt chunks.
+
+    RGB images at the default level go through :func:`bot.png.encode_rgb` (the same kind of PNG,
+    written 3-4× faster); anything else through Pillow.
+    """
+    if image.mode == "RGB" and compress_level == PNG_COMPRESS_LEVEL:
+        return encode_rgb(image, metadata=metadata)
     info = None
     if metadata:
         info = PngImagePlugin.PngInfo()

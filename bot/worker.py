@@ -72,6 +72,7 @@ class Worker:
         self.keys = Keys(settings.prefix)
         self.name = name
         self._stopping = asyncio.Event()
+        self._quit = asyncio.Event()
         self._holding: Delivery | None = None
         self._job: Job | None = None
         self.jobs_done = 0
@@ -107,9 +108,11 @@ class Worker:
                         with contextlib.suppress(RedisError):
                             await ensure_group(self.client, self.keys)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            # a flag, not Task.cancel(): a cancellation that lands inside a redis-py call can be swallowed
+            self._quit.set()
+            _, beating = await asyncio.wait({heartbeat}, timeout=self.settings.heartbeat + 10)
+            for task in beating:
+                task.cancel()
             with contextlib.suppress(RedisError):
                 await self._unregister()
 
@@ -346,8 +349,13 @@ class Worker:
         )
 
     async def _heartbeats(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.heartbeat)
+        """Until :meth:`run` ends (through a graceful stop too: the running job must not be claimed)."""
+        while not self._quit.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.heartbeat):
+                    await self._quit.wait()
+            if self._quit.is_set():
+                return
             try:
                 await self._beat()
             except RedisError as exc:
