@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import time
@@ -141,11 +142,13 @@ class StatusEditor:
                 return
             wait = self._last_edit + self._interval - time.monotonic()
             if wait > 0:
-                try:
-                    await asyncio.wait_for(self._closing.wait(), wait)
-                    return
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._closing.wait()
+            # close() may have come in the very loop turn the timer fired: check again before
+            # clearing _dirty, or its wake-up would be erased and close() would wait for ever
+            if self._closing.is_set():
+                return
             self._dirty.clear()
             status = self._latest
             if status is None or status == self._shown:

@@ -49,3 +49,23 @@ async def test_close_waits_for_an_edit_in_flight_and_stops() -> None:
     release.set()
     await closing
     assert edits == ["queued"]
+
+
+async def test_close_never_hangs_when_it_races_the_throttle_timer() -> None:
+    """close() landing in the same loop turn as the throttle's timeout must still end the editor."""
+
+    async def edit(status: Status) -> None:
+        pass
+
+    hung = 0
+    for trial in range(200):
+        editor = StatusEditor(edit, interval=0.02)
+        editor.update(Status("first"))  # shown at once; the next update waits out the interval
+        await asyncio.sleep(0)
+        editor.update(Status("second"))
+        await asyncio.sleep(0.02 - (trial % 20) * 0.0005)  # around the timer's expiry
+        try:
+            await asyncio.wait_for(editor.close(), 1.0)
+        except TimeoutError:
+            hung += 1
+    assert hung == 0, f"close() hung in {hung} of 200 trials"
