@@ -116,6 +116,18 @@ async def holder_of(settings: Settings, job_id: int) -> str:
         await client.aclose()
 
 
+async def started_again_at(settings: Settings, job_id: int) -> float:
+    """When the job's second 'started' event was written (stream ids are Redis's clock in ms)."""
+    client = await connect(settings.redis)
+    try:
+        entries = await client.xrange(Keys(settings.redis.prefix).events(job_id))
+    finally:
+        await client.aclose()
+    starts = [entry_id for entry_id, fields in entries if fields[b"type"] == b"started"]
+    assert len(starts) == 2, starts
+    return int(starts[1].split(b"-")[0]) / 1000
+
+
 def grids(fake: FakeDiscord, title: str) -> list[JSON]:
     return [m for m in fake.all_messages() if has_grid(m) and m["embeds"][0].get("title") == title]
 
@@ -132,14 +144,18 @@ async def test_a_killed_worker_s_job_is_finished_by_the_other_and_posted_once(
     victim = await holder_of(settings, job_id)
     survivor = next(name for name in workers.processes if name != victim)
     workers.processes[victim].kill()  # SIGKILL: no goodbye, no acknowledgement
-    killed = time.monotonic()
+    killed, killed_at = time.monotonic(), time.time()
     await workers.processes[victim].wait()
 
     message = await ix.wait_original(has_grid, timeout=240)
     took = time.monotonic() - killed
     await asyncio.sleep(1.0)  # a second post would show up by now
     assert len(grids(fake, "survives a dead worker")) == 1
-    print(f"\nworker killed → its job finished elsewhere and posted: {took:.1f} s (claim_idle 2 s)")
+    restarted = await started_again_at(settings, job_id)
+    print(
+        f"\nworker killed → its job claimed and restarted elsewhere after {restarted - killed_at:.1f} s, "
+        f"finished and posted after {took:.1f} s (claim_idle 2 s)"
+    )
     assert f"claimed job {job_id} from {victim}" in workers.log(survivor)
 
     posted = fake.attachment_bytes(message["id"], message["attachments"][0]["filename"])  # type: ignore[index]
