@@ -93,7 +93,13 @@ class RedisExecutor(QueueFront):
         """Connect, make sure the stream and its group exist, and start handing out jobs."""
         self._client = await connect(self.redis_settings, url=self._url)
         await ensure_group(self._client, self.keys)
-        self._adopt = {int(job_id) for job_id in await self._client.hkeys(self.keys.inflight_of(self.scope))}
+        self._adopt = set()
+        for raw in await self._client.hkeys(self.keys.inflight_of(self.scope)):
+            job_id = int(raw)
+            if await self._client.exists(self.keys.events(job_id, self.scope)):
+                self._adopt.add(job_id)
+            else:  # its events expired long ago: if it is still undelivered it runs again from the store
+                await self._client.hdel(self.keys.inflight_of(self.scope), raw)
         if self._adopt:
             log.info("%d job(s) handed out before the restart are still in Redis", len(self._adopt))
         await self.refresh_workers()

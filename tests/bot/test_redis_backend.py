@@ -308,8 +308,18 @@ async def test_a_restarted_bot_follows_the_jobs_it_had_handed_out(
         assert isinstance(await handle.wait(), Interrupted)
         assert isinstance(await queued.wait(), Interrupted)
 
+        client = await connect(settings.redis)
+        try:  # a stale mark (a job whose events expired while the bot was down) is dropped at start
+            await client.hset(first.keys.inflight_of("bot"), "99", "0")
+        finally:
+            await client.aclose()
         second = RedisExecutor(settings.redis, settings.executor)
         await second.start()
+        client = await connect(settings.redis)
+        try:
+            assert await client.hkeys(second.keys.inflight_of("bot")) == [b"7"]
+        finally:
+            await client.aclose()
         try:
             again = second.submit(job)  # what the cog's recovery does with every undelivered job
             assert second.running == [job]  # followed, not queued to run a second time
