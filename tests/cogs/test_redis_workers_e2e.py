@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +22,7 @@ from bot.redisconn import connect
 from bot.requests import imagine_request
 from bot.wire import Keys
 from cogs.client import SeedgridBot
-from tests.conftest import config_text, redis_extra
+from tests.conftest import TEST_TOKEN, config_text, redis_extra
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.discordpy import running
 from tests.redis_server import RedisServer
@@ -173,3 +175,26 @@ async def test_a_killed_worker_s_job_is_finished_by_the_other_and_posted_once(
     stopped = await long_ix.wait_original(lambda m: "Cancelled" in (m["content"] or ""), timeout=60)
     assert not stopped["components"] and not grids(fake, "stop me")
     assert "cancelled by the bot" in workers.log(survivor)
+
+
+async def test_the_bot_stops_with_one_line_when_redis_cannot_be_reached(
+    fake: FakeDiscord, tiny_model: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    unreachable = redis_extra("redis://seedgrid:hunter2@127.0.0.1:1/0", "nowhere")
+    config.write_text(
+        config_text(
+            tiny_model, tmp_path / "db.sqlite", api_base_url=fake.api_base_url, gateway_url=fake.gateway_url,
+            extra=unreachable,
+        )
+    )  # fmt: skip
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "bot", "run", "--config", str(config)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "DISCORD_TOKEN": TEST_TOKEN, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "seedgrid: error: cannot use Redis at redis://seedgrid:***@127.0.0.1:1/0" in output
+    assert "hunter2" not in output and "Traceback" not in output, output
