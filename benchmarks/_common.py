@@ -53,14 +53,19 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity on Linux)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def machine() -> dict[str, Any]:
     """CPU model, cores, RAM, OS, library versions and the date: what an absolute figure needs beside it."""
     mem_kb = _proc_field("/proc/meminfo", "MemTotal")
     ram_gib = round(int(mem_kb.split()[0]) / 1024 / 1024, 1) if mem_kb else None
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        usable = os.cpu_count() or 0
+    usable = usable_cores()
     try:
         import torch
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._common import ROOT, Row, Section, median, ms, ratio, settings_text
+from ._common import ROOT, Row, Section, median, ms, ratio, settings_text, usable_cores
 
 LABEL = "7 redis"
 MISSING = "redis-server is not on PATH (apt-get install redis-server): the Redis figures were not measured"
@@ -161,13 +161,6 @@ def _torch_threads() -> int:
     import torch
 
     return int(torch.get_num_threads())
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 # --- the measurements ---------------------------------------------------------------------------
@@ -325,7 +318,7 @@ async def run(model: Path, workdir: Path, plan: Plan, log: Callable[[str], None]
     from tests.redis_server import running_redis
 
     folder = workdir / "redis"
-    threads = max(1, _usable_cores() // 2)
+    threads = max(1, usable_cores() // 2)
     torch_threads = _torch_threads()
     figures: dict[str, Any] = {
         "redis_server": _redis_version(),

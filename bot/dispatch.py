@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -43,20 +44,23 @@ FOLLOW_BLOCK_MS = 1000
 """How long one XREAD of a job's events waits before the follower looks around (closing, cancel)."""
 
 
+UNKNOWN = PipelineInfo(model="?", device="?", dtype="?", scheduler="?", safety_checker=True)
+"""What a worker that has not described itself is taken to run (a safety checker included, to be safe)."""
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
     """A live worker, as it describes itself in Redis."""
 
     name: str
-    model: str = "?"
-    device: str = "?"
-    dtype: str = "?"
-    scheduler: str = "?"
-    safety_checker: bool = True
-    """Whether it runs the safety checker (assumed when it does not say)."""
-    speed: tuple[str, ...] = ()
+    pipeline: PipelineInfo = UNKNOWN
+    """What it loaded, as its :attr:`bot.executor.Executor.info` says."""
     job: int | None = None
     """The job it is running, if any."""
+
+    @property
+    def device(self) -> str:
+        return self.pipeline.device
 
 
 class RedisExecutor(QueueFront):
@@ -78,9 +82,8 @@ class RedisExecutor(QueueFront):
         self.scope = scope
         self._url = url
         self._client: aioredis.Redis | None = None
-        self._inflight: dict[int, JobHandle] = {}
+        self._followed: dict[int, tuple[JobHandle, asyncio.Task[None]]] = {}  # handed out, not yet ended
         self._adopt: set[int] = set()  # handed out by an earlier run of the bot, still unfinished
-        self._followers: dict[int, asyncio.Task[None]] = {}
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -113,7 +116,7 @@ class RedisExecutor(QueueFront):
         self._closing = True
         for handle in self._queue.drain():
             handle._emit(Interrupted())
-        followers = list(self._followers.values())
+        followers = [task for _, task in self._followed.values()]
         if followers:
             log.info("waiting up to %.0f s for %d job(s) on workers to finish", grace, len(followers))
             _done, pending = await asyncio.wait(followers, timeout=grace)
@@ -135,7 +138,7 @@ class RedisExecutor(QueueFront):
     @property
     def running(self) -> list[Job]:
         """Jobs handed to the workers (running, or about to be)."""
-        return [handle.job for handle in self._inflight.values()]
+        return [handle.job for handle, _ in self._followed.values()]
 
     @property
     def workers(self) -> list[WorkerInfo]:
@@ -147,9 +150,8 @@ class RedisExecutor(QueueFront):
         """The first live worker's model; ``safety_checker`` if *any* worker runs one (its tiles may be flagged)."""
         if not self._workers:
             return None
-        first = self._workers[0]
-        checker = any(w.safety_checker for w in self._workers)
-        return PipelineInfo(first.model, first.device, first.dtype, first.scheduler, checker, first.speed)
+        checker = any(w.pipeline.safety_checker for w in self._workers)
+        return dataclasses.replace(self._workers[0].pipeline, safety_checker=checker)
 
     def submit(self, job: Job) -> JobHandle:
         if job.id in self._adopt and not self._closing:  # already on a worker: follow it, don't run it twice
@@ -163,7 +165,7 @@ class RedisExecutor(QueueFront):
 
     def cancel(self, handle: JobHandle) -> None:
         super().cancel(handle)
-        if handle.job.id in self._inflight:
+        if handle.job.id in self._followed:
             self._background(self._request_cancel(handle.job.id))
 
     def resume(self) -> None:
@@ -179,7 +181,7 @@ class RedisExecutor(QueueFront):
                 if time.monotonic() >= next_refresh:
                     await self.refresh_workers()
                     next_refresh = time.monotonic() + self.redis_settings.heartbeat
-                while self._queue and not self.paused and len(self._inflight) < len(self._workers):
+                while self._queue and not self.paused and len(self._followed) < len(self._workers):
                     handle = self._queue.pop()
                     self._announce_positions()
                     if handle.cancel_requested:
@@ -221,13 +223,11 @@ class RedisExecutor(QueueFront):
 
     def _follow(self, handle: JobHandle, *, popped: bool = False) -> None:
         """Follow a job on the workers; ``popped``: it came from this queue (its end is a finished turn)."""
-        self._inflight[handle.job.id] = handle
         task = asyncio.create_task(self._follow_events(handle), name=f"seedgrid-follow-{handle.job.id}")
-        self._followers[handle.job.id] = task
+        self._followed[handle.job.id] = (handle, task)
 
         def finished(_: asyncio.Task[None]) -> None:
-            self._inflight.pop(handle.job.id, None)
-            self._followers.pop(handle.job.id, None)
+            self._followed.pop(handle.job.id, None)
             if popped:
                 self._queue.finished(handle.job.request.user_id)
             self._wake.set()
@@ -245,8 +245,6 @@ class RedisExecutor(QueueFront):
                 if self._stop_following.is_set():
                     handle._emit(Interrupted())  # still on its worker; the next start follows it again
                     return
-                if handle.cancel_requested:
-                    await self._request_cancel(job_id)
                 try:
                     reply: Any = await client.xread({key: last}, count=100, block=FOLLOW_BLOCK_MS)
                 except RedisError as exc:
@@ -304,7 +302,7 @@ class RedisExecutor(QueueFront):
     async def _requeue(self, handle: JobHandle) -> None:
         with contextlib.suppress(RedisError):
             await self._require_client().hdel(self.keys.inflight_of(self.scope), str(handle.job.id))
-        self._inflight.pop(handle.job.id, None)
+        self._followed.pop(handle.job.id, None)
         if self._closing:
             handle._emit(Interrupted())
         else:
@@ -330,11 +328,9 @@ class RedisExecutor(QueueFront):
         await client.zremrangebyscore(self.keys.workers, "-inf", f"({horizon - 10 * self.redis_settings.claim_idle}")
         members: Any = await client.zrangebyscore(self.keys.workers, horizon, "+inf")
         names = sorted(n.decode() for n in members)
-        infos = []
-        for name in names:
-            raw: Any = await client.get(self.keys.worker_info(name))
-            infos.append(_worker_info(name, raw))
-        if sorted(w.name for w in infos) != sorted(w.name for w in self._workers):
+        described: Any = await client.mget([self.keys.worker_info(name) for name in names]) if names else []
+        infos = [_worker_info(name, raw) for name, raw in zip(names, described, strict=True)]
+        if [w.name for w in infos] != [w.name for w in self._workers]:
             log.info("workers: %s", ", ".join(w.name for w in infos) or "none")
         self._workers = infos
 
@@ -354,15 +350,10 @@ class RedisExecutor(QueueFront):
 def _worker_info(name: str, raw: bytes | None) -> WorkerInfo:
     try:
         data = json.loads(raw) if raw else {}
-        return WorkerInfo(
-            name=name,
-            model=str(data.get("model", "?")),
-            device=str(data.get("device", "?")),
-            dtype=str(data.get("dtype", "?")),
-            scheduler=str(data.get("scheduler", "?")),
-            safety_checker=bool(data.get("safety_checker", True)),
-            speed=tuple(str(s) for s in data.get("speed", ())),
-            job=data.get("job"),
-        )
+        described = data.get("pipeline")
+        if described is None:
+            return WorkerInfo(name, job=data.get("job"))
+        pipeline = PipelineInfo(**{**described, "speed": tuple(described.get("speed", ()))})
+        return WorkerInfo(name, pipeline, data.get("job"))
     except (ValueError, TypeError):
         return WorkerInfo(name)

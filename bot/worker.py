@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -34,7 +35,6 @@ from redis.exceptions import RedisError
 
 from .config import RedisSettings, Settings
 from .executor import TERMINAL, Cancelled, Done, Event, Executor, ExecutorClosedError, Interrupted, JobHandle, Queued
-from .jobs import Job
 from .redisconn import ensure_group
 from .wire import Keys, WireError, WireJob, decode_job, encode_event, encode_result, job_id_of
 
@@ -74,7 +74,6 @@ class Worker:
         self._stopping = asyncio.Event()
         self._quit = asyncio.Event()
         self._holding: Delivery | None = None
-        self._job: Job | None = None
         self.jobs_done = 0
         self._next_tidy = 0.0
 
@@ -147,7 +146,6 @@ class Worker:
             if not fields:  # deleted from the stream meanwhile: nothing left to do
                 await self.client.xack(self.keys.jobs, self.keys.group, entry_id)
                 continue
-            owner_name = owner.decode() if isinstance(owner, bytes) else str(owner)
             if delivered >= self.settings.max_deliveries:
                 await self._dead_letter(
                     Delivery(entry_id, fields, delivered),
@@ -157,8 +155,8 @@ class Worker:
                 continue
             log.warning(
                 "claimed job %s from %s (silent for over %.0f s; delivery %d)",
-                _label_of(fields),
-                owner_name,
+                _label(fields),
+                _text(owner),
                 self.settings.claim_idle,
                 delivered + 1,
             )
@@ -171,7 +169,7 @@ class Worker:
         gone_ms = int(self.settings.claim_idle * 1000) * 3  # (a live worker reads every second: never this idle)
         consumers: Any = await self.client.xinfo_consumers(self.keys.jobs, self.keys.group)
         for consumer in consumers:
-            name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else str(consumer["name"])
+            name = _text(consumer["name"])
             if name != self.name and int(consumer["pending"]) == 0 and int(consumer["idle"]) > gone_ms:
                 await self.client.xgroup_delconsumer(self.keys.jobs, self.keys.group, name)
                 log.info("forgot the consumer of a departed worker: %s", name)
@@ -192,7 +190,7 @@ class Worker:
             await self._finish(delivery)
             return
         log.info("job %d: running (delivery %d)", job.id, delivery.deliveries)
-        self._holding, self._job = delivery, job
+        self._holding = delivery
         try:
             try:
                 handle = self.executor.submit(job)
@@ -210,7 +208,7 @@ class Worker:
             await self._finish(delivery)
             self.jobs_done += 1
         finally:
-            self._holding, self._job = None, None
+            self._holding = None
 
     async def _forward(self, handle: JobHandle, wire: WireJob) -> Event:
         job_id, scope = handle.job.id, wire.scope
@@ -260,12 +258,12 @@ class Worker:
                 idle=int(self.settings.claim_idle * 1000) * 10,
                 justid=True,
             )
-        log.info("job %s handed back for another worker", _label(delivery))
+        log.info("job %s handed back for another worker", _label(delivery.fields))
 
     async def _dead_letter(self, delivery: Delivery, reason: str, *, for_member: str) -> None:
         """Set a job aside in the dead-letter stream and tell its follower (so the member) it failed."""
         ident = job_id_of(delivery.fields)
-        log.error("job %s set aside in %s: %s", _label(delivery), self.keys.dead, reason)
+        log.error("job %s set aside in %s: %s", _label(delivery.fields), self.keys.dead, reason)
         entry = {
             b"job": delivery.fields.get(b"job", b""),
             b"reason": reason,
@@ -309,26 +307,19 @@ class Worker:
 
     async def _beat(self) -> None:
         seconds, micros = await self.client.time()
-        info = getattr(self.executor.renderers[0], "info", None) if self.executor.renderers else None
-        body: dict[str, Any] = {
-            "job": self._job.id if self._job else None,
+        holding = self._holding
+        ident = job_id_of(holding.fields) if holding is not None else None
+        info = self.executor.info
+        body = {
+            "job": ident[0] if ident else None,
             "pid": os.getpid(),
             "host": socket.gethostname(),
+            "pipeline": dataclasses.asdict(info) if info is not None else None,
         }
-        if info is not None:
-            body.update(
-                model=info.model,
-                device=info.device,
-                dtype=info.dtype,
-                scheduler=info.scheduler,
-                safety_checker=info.safety_checker,
-                speed=list(info.speed),
-            )
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.zadd(self.keys.workers, {self.name: seconds + micros / 1e6})
             pipe.set(self.keys.worker_info(self.name), json.dumps(body), ex=int(self.settings.claim_idle * 3) + 1)
             await pipe.execute()
-        holding = self._holding
         if holding is not None:
             await self._touch(holding)
 
@@ -339,10 +330,9 @@ class Worker:
         )
         if not mine:
             return
-        owner = mine[0]["consumer"]
-        owner = owner.decode() if isinstance(owner, bytes) else str(owner)
+        owner = _text(mine[0]["consumer"])
         if owner != self.name:  # we were silent too long and another worker took it: both finish, the first counts
-            log.warning("job %s was claimed by %s meanwhile; finishing our copy anyway", _label(delivery), owner)
+            log.warning("job %s was claimed by %s meanwhile; finishing our copy anyway", _label(delivery.fields), owner)
             return
         await self.client.xclaim(
             self.keys.jobs, self.keys.group, self.name, min_idle_time=0, message_ids=[delivery.entry_id], justid=True
@@ -362,7 +352,8 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
 
 
-def _label_of(fields: dict[bytes, bytes]) -> str:
+def _label(fields: dict[bytes, bytes]) -> str:
+    """A job entry as logs name it: its id, and its scope unless it is the bot's."""
     ident = job_id_of(fields)
     if ident is None:
         return "?"
@@ -370,8 +361,9 @@ def _label_of(fields: dict[bytes, bytes]) -> str:
     return str(job_id) if scope == "bot" else f"{job_id} ({scope})"
 
 
-def _label(delivery: Delivery) -> str:
-    return _label_of(delivery.fields)
+def _text(value: object) -> str:
+    """A name from a Redis reply (bytes unless the client decodes responses)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def run_worker(settings: Settings, *, device: str | None = None, name: str | None = None) -> int:
