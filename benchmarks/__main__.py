@@ -22,7 +22,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-from ._common import ROOT, Row, Section, build_model, describe_machine, machine, table
+from benchmarks._common import ROOT, Row, Section, build_model, describe_machine, machine, table
 
 NAMES = ("ack", "lag", "overhead", "fairness", "batching", "memory", "redis")
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
@@ -73,7 +73,7 @@ async def _one(section: Awaitable[Section]) -> list[Section]:
 
 
 async def _suite(want: set[str], quick: bool, workdir: Path) -> list[Section]:
-    from . import discord_bench, engine_bench, memory_bench, redis_bench
+    from benchmarks import discord_bench, engine_bench, memory_bench, redis_bench
 
     model = build_model(workdir / "tiny-model")
     sections: list[Section] = []

@@ -30,9 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tests.fakediscord import FakeDiscord, Interaction
-
-from ._common import (
+from benchmarks._common import (
     MB,
     ROOT,
     Row,
@@ -45,6 +43,7 @@ from ._common import (
     settings_text,
     summary,
 )
+from tests.fakediscord import FakeDiscord, Interaction
 
 JSON = dict[str, Any]
 TOKEN = "MTEST.fake-token.seedgrid-benchmarks"
@@ -307,7 +306,7 @@ PNG_VARIANTS: dict[str, dict[str, int]] = {
     "huffman": {"compress_level": 1, "compress_type": 2},  # zlib's Z_HUFFMAN_ONLY
     "rle": {"compress_level": 1, "compress_type": 3},  # zlib's Z_RLE
 }
-"""Pillow settings compared with whatever ``bot.grid.encode_png`` does (``png_*_bot`` in the figures)."""
+"""Pillow settings compared with whatever ``bot.imaging.grid.encode_png`` does (``png_*_bot`` in the figures)."""
 
 
 def _png(image: Any, **options: int) -> bytes:
@@ -334,14 +333,32 @@ def synthetic_tile(side: int, seed: int) -> Any:
     return Image.fromarray(pixels)
 
 
+def preview_timing(timed: Callable[[Callable[[], object]], float]) -> JSON:
+    """One live preview of a 4×512² job: its latents (4 × 4×64×64, noise as at the first steps) → the JPEG grid.
+
+    The worker thread makes one between two steps every ``executor.preview_every`` steps, so it counts
+    in the pipeline's time, not in the overhead after it.
+    """
+    import torch
+
+    from bot.diffusion.preview import latents_to_preview
+
+    latents = torch.randn(4, 4, 64, 64, generator=torch.Generator().manual_seed(0))
+    latents_to_preview(latents)  # warm-up: the first call pays for imports and allocations
+    return {
+        "latents_to_preview": timed(lambda: latents_to_preview(latents)),
+        "preview_bytes": len(latents_to_preview(latents)),
+    }
+
+
 async def direct_timings(grid_png: bytes, workdir: Path, reps: int = 7) -> JSON:
     """The pieces of the overhead, timed with the bot's own functions on the bot's own output."""
     from PIL import Image
 
-    from bot.grid import compose_grid, encode_png
+    from bot.engine.store import Store
+    from bot.imaging.grid import compose_grid, encode_png
+    from bot.imaging.tiles import Tiles
     from bot.jobs import JobKind, JobRequest, JobResult, JobStatus
-    from bot.store import Store
-    from bot.tiles import Tiles
 
     with Image.open(io.BytesIO(grid_png)) as image:
         grid_image = image.convert("RGB")
@@ -363,6 +380,7 @@ async def direct_timings(grid_png: bytes, workdir: Path, reps: int = 7) -> JSON:
         "encode_tile_pngs": timed(lambda: [encode_png(t) for t in tiles]),
         "grid_png_bytes": len(encode_png(composed)),
     }
+    out.update(preview_timing(timed))
 
     # what-ifs for the grid's encoding: zlib level 0 (store), and level 1 with the Huffman-only or RLE
     # strategy (Pillow's compress_type), on the posted grid and on a synthetic SD-like grid
@@ -383,7 +401,7 @@ async def direct_timings(grid_png: bytes, workdir: Path, reps: int = 7) -> JSON:
                 "bytes": len(data),
             }
     try:
-        from bot.safety import apply_policy
+        from bot.imaging.flagged import apply_policy
 
         result = JobResult(
             job_id=1,
@@ -403,7 +421,8 @@ async def direct_timings(grid_png: bytes, workdir: Path, reps: int = 7) -> JSON:
     )
     per_job: list[float] = []
     before_ack: list[float] = []
-    async with await Store.open(workdir / "store-timing.db") as store:
+    store = await Store.open(workdir / "store-timing.db")
+    try:
         for i in range(max(10, reps)):
             start = time.perf_counter()
             job = await store.create_job(request)
@@ -414,6 +433,8 @@ async def direct_timings(grid_png: bytes, workdir: Path, reps: int = 7) -> JSON:
             await store.mark_delivered(job.id, 10_000 + i)
             per_job.append(time.perf_counter() - start)
             before_ack.append(created - start)
+    finally:
+        await store.close()
     out["store_writes_per_job"] = median(per_job)
     out["store_create_before_ack"] = median(before_ack)
     return out
@@ -458,6 +479,7 @@ def overhead_section(timelines: list[JSON], direct: JSON, plan: Plan) -> Section
         ("compose_grid", "  direct: compose_grid"),
         ("encode_grid_png", "  direct: encode_png(grid)"),
         ("encode_tile_pngs", "  direct: encode_png × 4 tiles (only if needed)"),
+        ("latents_to_preview", "  direct: latents_to_preview, 4×512² job (per preview)"),
         ("store_writes_per_job", "  direct: store writes per job (5 commits)"),
     ):
         value = direct.get(key)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._common import Row, Section, median, ms, ratio, settings_text
+from benchmarks._common import Row, Section, median, ms, ratio, settings_text
 
 HEAVY, LIGHT, WARM, BLOCKER = 1001, 2002, 3003, 4004
 
@@ -93,7 +93,7 @@ async def fairness(model: Path, workdir: Path, plan: Plan) -> Section:
 
 
 def _request(settings: Any, plan: Plan, user: int, index: int) -> Any:
-    from bot.requests import imagine_request
+    from bot.inputs import imagine_request
 
     return imagine_request(
         settings.generation,
@@ -156,7 +156,7 @@ async def _fair_run(engine: Any, settings: Any, plan: Plan, *, busy: str) -> dic
 
 
 def _load_pipeline(settings: Any) -> Any:
-    from bot.pipeline import Pipeline
+    from bot.diffusion.pipeline import Pipeline
 
     if "safety_checker" in inspect.signature(Pipeline.load).parameters:
         return Pipeline.load(settings.model, safety_checker=False)

@@ -28,7 +28,7 @@ one job of 4 images at 512², 30 steps, guidance 7.5 (so the UNet sees a batch o
 1. *plain diffusers fp16*, the documented baseline: ``pipe.to("cuda", torch.float16)``, one
    ``torch.Generator("cuda")`` per image, ``pipe(prompt, num_images_per_prompt=4, ...)``;
 2. *seedgrid*: the same saved folder loaded by seedgrid's own loader,
-   ``bot.pipeline.Pipeline.load(ModelSettings(...))``, and run by ``Pipeline.generate`` with
+   ``bot.diffusion.pipeline.Pipeline.load(ModelSettings(...))``, and run by ``Pipeline.generate`` with
    one tile per image (CPU generators, progress callback), so every setting seedgrid applies
    at load time applies here. Today that path is plain diffusers as well; when speed options
    (SDPA, channels_last, torch.compile, fused QKV, bf16, ...) become fields of
@@ -64,7 +64,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._common import describe_machine, machine, median, ratio
+from benchmarks._common import describe_machine, machine, median, ratio
 
 SD15_UNET: dict[str, Any] = {
     "sample_size": 64,
@@ -213,7 +213,7 @@ def describe_options(speed: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def load_seedgrid(settings: Any) -> Any:
-    from bot.pipeline import Pipeline
+    from bot.diffusion.pipeline import Pipeline
 
     if "safety_checker" in inspect.signature(Pipeline.load).parameters:
         return Pipeline.load(settings, safety_checker=False)

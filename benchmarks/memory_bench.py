@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks._common import MB, Row, Section, slope
+from benchmarks.discord_bench import TOKEN, bot_process, has_grid
 from tests.fakediscord import FakeDiscord
-
-from ._common import MB, Row, Section, slope
-from .discord_bench import TOKEN, bot_process, has_grid
 
 GRID_WAIT = 60.0
 """Seconds to wait for one job's grid (8 in flight; a 64² job takes well under a second)."""

@@ -3,7 +3,7 @@
 One ``redis-server`` on a unix socket in the work folder (``tests.redis_server.running_redis``, no
 persistence). The workers are real ``python -m bot worker --config PATH`` subprocesses, as admins
 run them; the bot side is ``Engine.open(settings)`` with ``backend = "redis"`` (a
-:class:`bot.dispatch.RedisExecutor`), beside an in-process ``Engine.open(settings)`` (``backend =
+:class:`bot.remote.dispatcher.RedisBackend`), beside an in-process ``Engine.open(settings)`` (``backend =
 "local"``) on the same tiny model, in the same run.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._common import ROOT, Row, Section, median, ms, ratio, settings_text, usable_cores
+from benchmarks._common import ROOT, Row, Section, median, ms, ratio, settings_text, usable_cores
 
 LABEL = "7 redis"
 MISSING = "redis-server is not on PATH (apt-get install redis-server): the Redis figures were not measured"
@@ -167,7 +167,7 @@ def _torch_threads() -> int:
 
 
 def _request(settings: Any, *, user: int, index: int, size: str, steps: int) -> Any:
-    from bot.requests import imagine_request
+    from bot.inputs import imagine_request
 
     return imagine_request(
         settings.generation, prompt=f"redis bench {user} {index}", seed=index, steps=steps, size=size, user_id=user
@@ -251,12 +251,14 @@ async def _ran_on(client: Any, keys: Any, job_ids: list[int]) -> dict[str, int]:
 
 async def _throughput(engine: Any, client: Any | None, settings: Any, plan: Plan, workers: int) -> dict[str, Any]:
     """(b): ``plan.throughput_reps`` batches; ``client`` (Redis) to count the jobs each worker ran."""
+    from bot.remote.wire import Keys
+
     batches = [await _batch(engine, settings, plan, rep) for rep in range(plan.throughput_reps)]
     ran_on: dict[str, int] = {}
     for b in batches:
         job_ids = b.pop("job_ids")
         if client is not None:
-            for name, n in (await _ran_on(client, engine.executor.keys, job_ids)).items():
+            for name, n in (await _ran_on(client, Keys(settings.redis.prefix), job_ids)).items():
                 ran_on[name] = ran_on.get(name, 0) + n
     rate = median([b["jobs_per_s"] for b in batches])
     busy = median([b["pipeline_sum_s"] / (workers * b["wall_s"]) for b in batches])
@@ -268,7 +270,9 @@ class Rig:
     local: Any
     """The in-process Engine."""
     remote: Any
-    """The Engine whose executor is a RedisExecutor."""
+    """The Engine whose backend is :attr:`dispatcher`."""
+    dispatcher: Any
+    """That engine's RedisBackend (the benchmark built it, to watch its workers)."""
     client: Any
     """A Redis client of the benchmark's own (to read which worker ran what)."""
     pool: list[WorkerProcess]
@@ -286,7 +290,7 @@ async def _measure(rig: Rig, plan: Plan, log: Callable[[str], None], torch_threa
     log(f"redis: throughput, 2 workers, {batches}")
     two = await _throughput(remote, client, rig.redis_settings, plan, 2)
     await _stop_worker(rig.pool[1])
-    await _until_workers(remote.executor, 1, rig.pool[:1], WORKER_STOP)
+    await _until_workers(rig.dispatcher, 1, rig.pool[:1], WORKER_STOP)
     log(f"redis: throughput, 1 worker, {batches}")
     one = await _throughput(remote, client, rig.redis_settings, plan, 1)
     log(f"redis: throughput in-process (torch on {torch_threads} threads), {batches}")
@@ -297,7 +301,7 @@ async def _measure(rig: Rig, plan: Plan, log: Callable[[str], None], torch_threa
     return {
         "overhead": overhead,
         "throughput": {"1_worker": one, "2_workers": two, "in_process": inproc},
-        "jobs_left_in_stream": await client.xlen(remote.executor.keys.jobs),
+        "jobs_left_in_stream": await client.xlen(rig.dispatcher.keys.jobs),
     }
 
 
@@ -314,7 +318,9 @@ async def run(model: Path, workdir: Path, plan: Plan, log: Callable[[str], None]
 
     from bot.config import REDIS_URL_ENV, parse_settings
     from bot.engine import Engine
-    from bot.redisconn import connect
+    from bot.engine.store import Store
+    from bot.remote.connection import connect
+    from bot.remote.dispatcher import RedisBackend
     from tests.redis_server import running_redis
 
     folder = workdir / "redis"
@@ -341,12 +347,14 @@ async def run(model: Path, workdir: Path, plan: Plan, log: Callable[[str], None]
             local = await Engine.open(local_settings)
             stack.push_async_callback(local.close)
             with _without_env(REDIS_URL_ENV):
-                remote = await Engine.open(redis_settings)
+                dispatcher = RedisBackend.from_settings(redis_settings, want_tiles=False)
+                await dispatcher.start()
+                remote = Engine(await Store.open(redis_settings.storage.database), dispatcher)
                 stack.push_async_callback(remote.close, grace=5.0)
                 client = await connect(redis_settings.redis, url=server.url)
                 stack.push_async_callback(client.aclose)
-            rig = Rig(local, remote, client, pool, local_settings, redis_settings)
-            await _until_workers(remote.executor, 2, pool, WORKER_START)
+            rig = Rig(local, remote, dispatcher, client, pool, local_settings, redis_settings)
+            await _until_workers(dispatcher, 2, pool, WORKER_START)
             figures["workers_ready_s"] = time.perf_counter() - started
             log(f"redis: 2 workers registered after {figures['workers_ready_s']:.1f} s")
             figures.update(await _measure(rig, plan, log, torch_threads))

@@ -9,22 +9,26 @@ import os
 import re
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import DEVICES, ConfigError, Settings, discord_token, load_settings
-from .jobs import SEED_LIMIT, JobKind, JobRequest
-from .logs import setup_logging
-from .redisconn import RedisUnavailableError
-from .requests import UserInputError, imagine_request, parse_suffixes
+from bot.config import ConfigError, Settings, check_device, discord_token, load_settings
+from bot.inputs import UserInputError, imagine_request, parse_suffixes
+from bot.jobs import SEED_LIMIT, JobKind, JobRequest
+from bot.logs import setup_logging
+from bot.remote.connection import RedisUnavailableError
 
 if TYPE_CHECKING:
-    from .tiles import Tiles
+    from bot.engine import Engine
+    from bot.imaging.tiles import Tiles
 
 log = logging.getLogger(__name__)
+
+
+class CommandLineError(ValueError):
+    """A command-line mistake the user can fix; printed as one line."""
 
 
 def _seed(text: str) -> int:
@@ -38,9 +42,9 @@ def _seed(text: str) -> int:
 
 
 def _device(text: str) -> str:
-    if text in DEVICES or re.fullmatch(r"cuda:\d+", text):
-        return text
-    raise argparse.ArgumentTypeError(f"expected one of {', '.join(DEVICES)} or cuda:N, got {text!r}")
+    if (problem := check_device(text)) is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def _worker_name(text: str) -> str:
@@ -105,19 +109,19 @@ def request_from_args(settings: Settings, args: argparse.Namespace) -> JobReques
     if not args.suffix:
         return request
     if args.seed is None:
-        raise UserInputError("--suffix re-runs one seed: give it with --seed")
+        raise CommandLineError("--suffix re-runs one seed: give it with --seed")
     suffixes = parse_suffixes("\n".join(args.suffix), settings.refine)
     if len(suffixes) != len(args.suffix):
-        raise UserInputError("every --suffix must be non-empty")
+        raise CommandLineError("every --suffix must be non-empty")
     return replace(request, kind=JobKind.REFINE, suffixes=suffixes)
 
 
 async def _imagine(settings: Settings, request: JobRequest, out: Path) -> int:
-    from .engine import Engine
+    from bot.engine import Engine
 
     engine = await Engine.open(settings, database=":memory:", scope=_cli_scope(), want_tiles=True)
     try:
-        await _await_workers(engine, settings)
+        await _await_workers(engine)
         handle = await engine.submit(request)
         result = await handle.result()
     finally:
@@ -136,11 +140,11 @@ def _write_result(out: Path, grid: bytes, tiles: Tiles) -> None:
 
 
 async def _check(settings: Settings) -> int:
-    from .engine import Engine
+    from bot.engine import Engine
 
     engine = await Engine.open(settings, database=":memory:", scope=_cli_scope())
     try:
-        await _await_workers(engine, settings)
+        await _await_workers(engine)
         info = engine.info
         if info is not None:
             print(f"model {info.model} on {info.device} ({info.dtype}, {info.scheduler})")
@@ -162,26 +166,22 @@ def _cli_scope() -> str:
     return f"cli-{os.getpid()}"
 
 
-async def _await_workers(engine: Any, settings: Settings) -> None:
+async def _await_workers(engine: Engine) -> None:
     """With the redis backend: wait until a worker is alive, or stop with a clear error."""
-    if settings.executor.backend != "redis":
-        return
-    executor = engine.executor
-    deadline = time.monotonic() + WORKER_WAIT
-    while not executor.workers:
-        if time.monotonic() > deadline:
-            raise UserInputError(
-                f"no GPU worker has been seen in Redis for {WORKER_WAIT:.0f} s; "
-                "start one with: python -m bot worker --config PATH"
-            )
-        await asyncio.sleep(0.5)
-        await executor.refresh_workers()
-    names = ", ".join(w.name for w in executor.workers)
-    print(f"{len(executor.workers)} worker(s) in Redis: {names}")
+    try:
+        workers = await engine.wait_for_workers(WORKER_WAIT)
+    except TimeoutError:
+        raise CommandLineError(
+            f"no GPU worker has been seen in Redis for {WORKER_WAIT:.0f} s; "
+            "start one with: python -m bot worker --config PATH"
+        ) from None
+    if workers is not None:
+        names = ", ".join(w.name for w in workers)
+        print(f"{len(workers)} worker(s) in Redis: {names}")
 
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from .worker import run_worker
+    from bot.remote.worker import run_worker
 
     return await run_worker(settings, device=args.device, name=args.name)
 
@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "worker":
             return asyncio.run(_worker(settings, args))
         return asyncio.run(_imagine(settings, request_from_args(settings, args), args.out))
-    except (ConfigError, UserInputError, RedisUnavailableError) as exc:
+    except (ConfigError, UserInputError, CommandLineError, RedisUnavailableError) as exc:
         print(f"seedgrid: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -31,6 +31,13 @@ def _check(cond: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def _check_scheme(url: str, schemes: tuple[str, ...], key: str) -> None:
+    """``url`` must start with ``scheme://`` for one of ``schemes``; the message lists them."""
+    prefixes = [f"{scheme}://" for scheme in schemes]
+    listed = f"{', '.join(prefixes[:-1])} or {prefixes[-1]}" if len(prefixes) > 1 else prefixes[0]
+    _check(url.startswith(tuple(prefixes)), key, f"must start with {listed}")
+
+
 @dataclass(frozen=True, slots=True)
 class DiscordSettings:
     api_base_url: str = "https://discord.com/api/v10"
@@ -43,16 +50,8 @@ class DiscordSettings:
     """Seconds between progress edits of one message (Discord rate-limits edits)."""
 
     def validate(self, key: str) -> None:
-        _check(
-            re.match(r"^https?://", self.api_base_url) is not None,
-            f"{key}.api_base_url",
-            "must start with http:// or https://",
-        )
-        _check(
-            re.match(r"^wss?://", self.gateway_url) is not None,
-            f"{key}.gateway_url",
-            "must start with ws:// or wss://",
-        )
+        _check_scheme(self.api_base_url, ("http", "https"), f"{key}.api_base_url")
+        _check_scheme(self.gateway_url, ("ws", "wss"), f"{key}.gateway_url")
         _check(0.5 <= self.progress_interval <= 60, f"{key}.progress_interval", "must be in 0.5..60 seconds")
 
 
@@ -61,6 +60,20 @@ DTYPES = ("auto", "float16", "bfloat16", "float32")
 ATTENTION = ("sdpa", "classic")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 COMPILE_BACKENDS = ("inductor", "cudagraphs", "aot_eager", "eager")
+
+
+def cuda_index(device: str) -> int | None:
+    """The N of ``cuda:N`` (0 for plain ``cuda``); None when ``device`` names no CUDA device."""
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    return None if match is None else int(match[1] or 0)
+
+
+def check_device(device: str) -> str | None:
+    """What is wrong with a device setting (``model.device``, ``worker --device``), or None: it is one of
+    :data:`DEVICES` or ``cuda:N``. Whether torch sees that device is only known when the model loads."""
+    if device in DEVICES or cuda_index(device) is not None:
+        return None
+    return f"expected one of {', '.join(DEVICES)} or cuda:N, got {device!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +103,8 @@ class ModelSettings:
 
     def validate(self, key: str) -> None:
         _check(bool(self.id.strip()), f"{key}.id", "must not be empty")
-        _check(
-            self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device) is not None,
-            f"{key}.device",
-            f"expected one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}",
-        )
+        if (problem := check_device(self.device)) is not None:
+            raise ConfigError(f"{key}.device: {problem}")
         _check(self.dtype in DTYPES, f"{key}.dtype", f"expected one of {', '.join(DTYPES)}, got {self.dtype!r}")
         _check(self.attention in ATTENTION, f"{key}.attention", f"expected one of {', '.join(ATTENTION)}")
         _check(
@@ -307,6 +317,7 @@ class AccessSettings:
 
 
 REDIS_URL_ENV = "SEEDGRID_REDIS_URL"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,11 +341,7 @@ class RedisSettings:
         return self.claim_idle / 5
 
     def validate(self, key: str) -> None:
-        _check(
-            re.match(r"^(rediss?|unix)://", self.url) is not None,
-            f"{key}.url",
-            "must start with redis://, rediss:// or unix://",
-        )
+        _check_scheme(self.url, REDIS_SCHEMES, f"{key}.url")
         _check(
             re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", self.prefix) is not None,
             f"{key}.prefix",
@@ -348,11 +355,7 @@ class RedisSettings:
         """The URL to connect to: ``SEEDGRID_REDIS_URL`` when set (keeps a password out of the file), else ``url``."""
         env = os.environ if environ is None else environ
         url = env.get(REDIS_URL_ENV, "").strip() or self.url
-        _check(
-            re.match(r"^(rediss?|unix)://", url) is not None,
-            REDIS_URL_ENV,
-            "must start with redis://, rediss:// or unix://",
-        )
+        _check_scheme(url, REDIS_SCHEMES, REDIS_URL_ENV)
         return url
 
 

@@ -1,18 +1,18 @@
 """Jobs and results: the plain data that flows from the cogs through the executor.
 
 Everything here is frozen and free of Discord and torch, so it can be stored, logged,
-compared in tests and (later) sent to a remote worker unchanged.
+compared in tests and sent to a remote worker (:mod:`bot.remote.wire`) unchanged.
 """
 
 from __future__ import annotations
 
 import enum
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .tiles import Tiles
+    from bot.imaging.tiles import Tiles
 
 SEED_LIMIT = 2**32
 """Seeds live in ``0 <= seed < 2**32`` so that members can type them back in."""
@@ -58,16 +58,22 @@ class Tile:
     seed: int
 
 
-@dataclass(frozen=True, slots=True)
-class GenParams:
-    """Everything the pipeline needs for one batched call: one entry in ``tiles`` per image."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sampling:
+    """How every tile of a job is drawn (what a request asks for and the pipeline call receives)."""
 
-    tiles: tuple[Tile, ...]
     negative: str
     steps: int
     guidance: float
     width: int
     height: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenParams(Sampling):
+    """Everything the pipeline needs for one batched call: one entry in ``tiles`` per image."""
+
+    tiles: tuple[Tile, ...]
 
     @property
     def prompts(self) -> list[str]:
@@ -78,8 +84,8 @@ class GenParams:
         return [t.seed for t in self.tiles]
 
 
-@dataclass(frozen=True, slots=True)
-class JobRequest:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRequest(Sampling):
     """What a member (or the CLI) asked for, before it gets an id from the store.
 
     ``prompt`` is the base prompt. For :attr:`JobKind.REFINE` it is the parent tile's full
@@ -88,12 +94,7 @@ class JobRequest:
 
     kind: JobKind
     prompt: str
-    negative: str
     seed: int
-    steps: int
-    guidance: float
-    width: int
-    height: int
     suffixes: tuple[str, ...] = ()
     user_id: int = 0
     guild_id: int | None = None
@@ -117,14 +118,8 @@ class JobRequest:
         return tuple(Tile(self.prompt, tile_seed(self.seed, i)) for i in range(GRID_TILES))
 
     def params(self) -> GenParams:
-        return GenParams(
-            tiles=self.tiles(),
-            negative=self.negative,
-            steps=self.steps,
-            guidance=self.guidance,
-            width=self.width,
-            height=self.height,
-        )
+        sampling = {f.name: getattr(self, f.name) for f in fields(Sampling)}
+        return GenParams(tiles=self.tiles(), **sampling)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +147,7 @@ class JobResult:
     tiles: tuple[Tile, ...]
     grid_png: bytes
     images: Tiles
-    """The tiles on their own; PNG-encoded only when asked for (see :mod:`bot.tiles`)."""
+    """The tiles on their own; PNG-encoded only when asked for (see :mod:`bot.imaging.tiles`)."""
     elapsed: float
     """Seconds the pipeline call itself took (the figure shown to members)."""
     nsfw: tuple[bool, ...] = field(default=())

@@ -78,13 +78,10 @@ class SeedgridBot(commands.Bot):
         if self._engine is not None and not self.is_closed():
             if self._owns_engine:
                 await self._engine.stop()
-            imagine = self.get_cog("Imagine")
-            drain = getattr(imagine, "drain_deliveries", None)
-            if drain is not None:
-                try:
-                    await asyncio.wait_for(drain(), self.settings.executor.shutdown_timeout + 10)
-                except TimeoutError:
-                    log.warning("some deliveries were still in flight at shutdown")
+            try:  # every job's follower posts its outcome ("restarting" for what did not finish)
+                await asyncio.wait_for(self._engine.drain(), self.settings.executor.shutdown_timeout + 10)
+            except TimeoutError:
+                log.warning("some deliveries were still in flight at shutdown")
             if self._owns_engine:
                 await self._engine.close()
         await super().close()

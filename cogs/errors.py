@@ -12,10 +12,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from .imagine import reply_error
+from bot.texts import Text
+from cogs.replies import reply_error, report_failure
 
 if TYPE_CHECKING:
-    from .client import SeedgridBot
+    from cogs.client import SeedgridBot
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,13 @@ class ErrorsCog(commands.Cog, name="Errors"):
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         if isinstance(error, app_commands.TransformerError | app_commands.CheckFailure):
-            message = str(error) or "That input is not valid here."
+            message: Text | str = str(error) or Text("input.invalid_option")
         elif isinstance(error, app_commands.CommandOnCooldown):
-            message = f"Slow down: try again in {error.retry_after:.0f} s."
+            message = Text("refused.cooldown", seconds=error.retry_after)
         else:
             command = interaction.command.qualified_name if interaction.command else "?"
-            log.error("command /%s failed", command, exc_info=error)
-            message = "Something went wrong; it has been logged for the bot's admin."
+            await report_failure(interaction, f"command /{command}", error)
+            return
         try:
             await reply_error(interaction, message)
         except discord.HTTPException:

@@ -36,7 +36,7 @@ async def forget_earlier_worlds(engine: Engine) -> None:
     """Each test has a new fake Discord: jobs left undelivered by an earlier test belong to channels
     that no longer exist, so the shared engine must not try to deliver them to this one."""
     for job in await engine.undelivered():
-        await engine.store.mark_delivered(job.id, None)
+        await engine.delivered(job.id, None)
 
 
 @pytest.fixture

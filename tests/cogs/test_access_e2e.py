@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import Settings
 from bot.engine import Engine
+from tests import store_probe
+from tests.cogs.conftest import BotFactory, buttons, has_grid
 from tests.conftest import TEST_TOKEN, config_text
 from tests.fakediscord import FakeDiscord, FakeDiscordError, Permissions
-
-from .conftest import BotFactory, buttons, has_grid
 
 EPHEMERAL, CHANNEL_MESSAGE = 64, 4
 ROOT = Path(__file__).parents[2]
@@ -32,10 +33,10 @@ async def refused(fake: FakeDiscord, member: object, **options: object) -> str:
 
 
 async def test_blocklist_refuses_privately_naming_the_rule(
-    fake: FakeDiscord, make_bot: BotFactory, engine: Engine
+    fake: FakeDiscord, make_bot: BotFactory, engine: Engine, settings: Settings
 ) -> None:
     async with make_bot('[safety]\nblocklist = ["gore", "re:\\\\bblood\\\\w*"]'):
-        before = await engine.store.last_job_id()
+        before = await store_probe.last_job_id(settings.storage.database)
         for prompt, negative, rule in [
             ("a scene of GORE", None, "gore"),
             ("a scene of g\u200bo\u200cr\u200de", None, "gore"),  # zero-width characters
@@ -45,7 +46,7 @@ async def test_blocklist_refuses_privately_naming_the_rule(
             options = {"prompt": prompt} | ({"negative": negative} if negative else {})
             text = await refused(fake, fake.member, **options)
             assert f"`{rule}`" in text, text
-        assert await engine.store.last_job_id() == before
+        assert await store_probe.last_job_id(settings.storage.database) == before
 
         ix = await fake.slash(fake.member, "imagine", prompt="a gorge at dawn", seed=1, steps=1, size="small")
         parent = await ix.wait_original(has_grid, timeout=60)  # no false positive

@@ -23,10 +23,10 @@ from bot.config import parse_settings
 from bot.engine import Engine
 from bot.jobs import SEED_LIMIT
 from cogs.client import SeedgridBot
+from tests import store_probe
+from tests.cogs.conftest import JSON, buttons, has_grid
 from tests.conftest import TEST_TOKEN, config_text
 from tests.fakediscord import FakeDiscord, Interaction
-
-from .conftest import JSON, buttons, has_grid
 
 T = TypeVar("T")
 DEFERRED, MESSAGE, UPDATE, MODAL, EPHEMERAL = 5, 4, 6, 9, 64
@@ -89,17 +89,13 @@ class Harness:
         self.discord.stop()
 
     def last_job_id(self) -> int:
-        return self.botside.run(self.engine.store.last_job_id())
+        return self.botside.run(store_probe.last_job_id(self.settings.storage.database))
 
     def idle(self) -> None:
         """Wait until the jobs of earlier examples are done, so each example meets a quiet bot."""
 
         async def wait() -> None:
-            while self.engine.executor.queue_depth or self.engine.executor.running:  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
             await self.engine.drain()
-            imagine = self.bot.get_cog("Imagine")
-            await imagine.drain_deliveries()  # type: ignore[union-attr]
 
         self.botside.run(wait(), timeout=300)
 

@@ -1,6 +1,8 @@
 """Scale-out end to end: the real bot on the redis backend, two ``python -m bot worker`` processes,
 the fake Discord. A worker is killed with SIGKILL mid-job; the other finishes it, posted once,
-with the bytes the in-process executor gives. Then cancel crosses processes."""
+with the bytes the in-process backend (``LocalBackend``) gives. Then cancel crosses processes.
+(``bot/remote/dispatcher.py`` and ``bot/remote/worker.py`` in separate processes; the same backend
+with in-process workers is in ``tests/bot/remote/test_redis_backend.py``.)"""
 
 from __future__ import annotations
 
@@ -18,16 +20,15 @@ import pytest
 
 from bot.config import Settings, parse_settings
 from bot.engine import Engine
-from bot.redisconn import connect
-from bot.requests import imagine_request
-from bot.wire import Keys
+from bot.inputs import imagine_request
+from bot.remote.connection import connect
+from bot.remote.wire import Keys
 from cogs.client import SeedgridBot
+from tests.cogs.conftest import JSON, buttons, has_grid
 from tests.conftest import TEST_TOKEN, config_text, redis_extra
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.discordpy import running
 from tests.redis_server import RedisServer
-
-from .conftest import JSON, buttons, has_grid
 
 ROOT = Path(__file__).parents[2]
 pytestmark = pytest.mark.timeout(300)
@@ -94,12 +95,7 @@ async def scaled_out(
 
 
 async def wait_for_workers(engine: Engine, count: int) -> None:
-    executor = engine.executor
-    deadline = time.monotonic() + 180  # two processes importing torch on two cores
-    while len(executor.workers) < count:  # type: ignore[attr-defined]
-        assert time.monotonic() < deadline, "the workers did not register"
-        await executor.refresh_workers()  # type: ignore[attr-defined]
-        await asyncio.sleep(0.2)
+    await engine.wait_for_workers(180, count=count)  # two processes importing torch on two cores
 
 
 async def holder_of(settings: Settings, job_id: int) -> str:
@@ -107,13 +103,14 @@ async def holder_of(settings: Settings, job_id: int) -> str:
     client = await connect(settings.redis)
     keys = Keys(settings.redis.prefix)
     try:
-        while True:
-            pending = await client.xpending_range(keys.jobs, keys.group, min="-", max="+", count=10)
-            for entry in pending:
-                fields = (await client.xrange(keys.jobs, entry["message_id"], entry["message_id"]))[0][1]
-                if json.loads(fields[b"job"])["id"] == job_id:
-                    return str(entry["consumer"].decode())
-            await asyncio.sleep(0.05)
+        async with asyncio.timeout(30):
+            while True:
+                pending = await client.xpending_range(keys.jobs, keys.group, min="-", max="+", count=10)
+                for entry in pending:
+                    fields = (await client.xrange(keys.jobs, entry["message_id"], entry["message_id"]))[0][1]
+                    if json.loads(fields[b"job"])["id"] == job_id:
+                        return str(entry["consumer"].decode())
+                await asyncio.sleep(0.05)
     finally:
         await client.aclose()
 
@@ -142,7 +139,7 @@ async def test_a_killed_worker_s_job_is_finished_by_the_other_and_posted_once(
 
     ix = await fake.slash(fake.member, "imagine", prompt="survives a dead worker", seed=11, steps=40, size="large")
     await ix.wait_original(lambda m: "🎨" in (m["content"] or ""), timeout=60)  # running on a worker
-    job_id = next(job.id for job in bot.engine.executor.running)
+    job_id = next(job.id for job in bot.engine.queue().running)
     victim = await holder_of(settings, job_id)
     survivor = next(name for name in workers.processes if name != victim)
     workers.processes[victim].kill()  # SIGKILL: no goodbye, no acknowledgement
@@ -151,7 +148,7 @@ async def test_a_killed_worker_s_job_is_finished_by_the_other_and_posted_once(
 
     message = await ix.wait_original(has_grid, timeout=240)
     took = time.monotonic() - killed
-    await asyncio.sleep(1.0)  # a second post would show up by now
+    await asyncio.wait_for(bot.engine.drain(), 60)  # the bot has finished following and delivering the job
     assert len(grids(fake, "survives a dead worker")) == 1
     restarted = await started_again_at(settings, job_id)
     print(

@@ -14,11 +14,10 @@ import pytest
 from bot.config import Settings
 from bot.engine import Engine
 from cogs.client import SeedgridBot
+from tests.cogs.conftest import bot_settings, buttons, forget_earlier_worlds, has_grid, replying_to
 from tests.conftest import TEST_TOKEN, config_text
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.discordpy import running
-
-from .conftest import bot_settings, buttons, forget_earlier_worlds, has_grid, replying_to
 
 ROOT = Path(__file__).parents[2]
 IDENTIFY = 2

@@ -4,12 +4,12 @@ The real, unmodified discord.py client connects to it over real sockets; every r
 response the fake returns is validated against Discord's OpenAPI description (``spec/openapi.json``).
 """
 
-from .errors import DiscordHTTPError, FakeDiscordError
-from .interactions import CallbackRecord, Interaction, RejectedCallback
-from .models import Channel, Guild, Intents, Member, Permissions, Role, Upload, User
-from .rest import Injection, RequestDetail, RequestRecord
-from .server import FakeDiscord
-from .spec import DiscordSpec, SchemaError, load_spec
+from tests.fakediscord.errors import DiscordHTTPError, FakeDiscordError
+from tests.fakediscord.interactions import CallbackRecord, Interaction, RejectedCallback
+from tests.fakediscord.models import Channel, Guild, Intents, Member, Permissions, Role, Upload, User
+from tests.fakediscord.rest import Injection, RequestDetail, RequestRecord
+from tests.fakediscord.server import FakeDiscord
+from tests.fakediscord.spec import DiscordSpec, SchemaError, load_spec
 
 __all__ = [
     "CallbackRecord",

@@ -13,7 +13,7 @@ from typing import TypeVar
 import discord
 import yarl
 
-from .server import FakeDiscord
+from tests.fakediscord.server import FakeDiscord
 
 ClientT = TypeVar("ClientT", bound=discord.Client)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .spec import SchemaError, discord_error_tree
+from tests.fakediscord.spec import SchemaError, discord_error_tree
 
 
 class FakeDiscordError(Exception):

@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .errors import FakeDiscordError
-from .models import Intents, JSONDict
-from .state import FakeState
+from tests.fakediscord.errors import FakeDiscordError
+from tests.fakediscord.models import Intents, JSONDict
+from tests.fakediscord.state import FakeState
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import messages as msg
-from .errors import FakeDiscordError
-from .messages import UploadedFile
-from .models import Channel, Guild, JSONDict, Member, Permissions, Role, Upload, User
+from tests.fakediscord import messages as msg
+from tests.fakediscord.errors import FakeDiscordError
+from tests.fakediscord.messages import UploadedFile
+from tests.fakediscord.models import Channel, Guild, JSONDict, Member, Permissions, Role, Upload, User
 
 if TYPE_CHECKING:
-    from .state import FakeState
+    from tests.fakediscord.state import FakeState
 
 # Interaction types
 PING = 1

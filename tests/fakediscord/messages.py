@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import empty_message, invalid_form_body
-from .models import JSONDict
-from .spec import SchemaError
+from tests.fakediscord.errors import empty_message, invalid_form_body
+from tests.fakediscord.models import JSONDict
+from tests.fakediscord.spec import SchemaError
 
 # Message flags
 CROSSPOSTED = 1 << 0

@@ -26,10 +26,10 @@ from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
-from .errors import DiscordHTTPError, entity_too_large, invalid_form_body, unauthorized
-from .messages import UploadedFile
-from .spec import API_PREFIX, Operation, RouteMatch, SchemaError
-from .state import FakeState
+from tests.fakediscord.errors import DiscordHTTPError, entity_too_large, invalid_form_body, unauthorized
+from tests.fakediscord.messages import UploadedFile
+from tests.fakediscord.spec import API_PREFIX, Operation, RouteMatch, SchemaError
+from tests.fakediscord.state import FakeState
 
 log = logging.getLogger(__name__)
 

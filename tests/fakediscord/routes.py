@@ -11,15 +11,15 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from . import errors as fail
-from . import interactions as ixs
-from . import messages as msg
-from .interactions import CallbackRecord, Interaction, RejectedCallback
-from .messages import StoredMessage
-from .models import Channel, Guild, JSONDict, Permissions
-from .rest import Context, Handler, Reply, RestApi
-from .spec import SchemaError
-from .state import FakeState
+from tests.fakediscord import errors as fail
+from tests.fakediscord import interactions as ixs
+from tests.fakediscord import messages as msg
+from tests.fakediscord.interactions import CallbackRecord, Interaction, RejectedCallback
+from tests.fakediscord.messages import StoredMessage
+from tests.fakediscord.models import Channel, Guild, JSONDict, Permissions
+from tests.fakediscord.rest import Context, Handler, Reply, RestApi
+from tests.fakediscord.spec import SchemaError
+from tests.fakediscord.state import FakeState
 
 _COMMAND_NAME = re.compile(r"^[-_'\w]{1,32}$")
 _MAX_MODAL_COMPONENTS = 5  # Discord's documented limit; the spec's ModalInteractionCallbackRequestData allows 40

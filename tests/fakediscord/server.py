@@ -15,16 +15,16 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from . import interactions as ixs
-from .errors import FakeDiscordError
-from .gateway import INVALID_SESSION, RECONNECT, Gateway
-from .interactions import Interaction
-from .messages import StoredMessage
-from .models import Channel, Guild, Intents, JSONDict, Member, Permissions, Role, User
-from .rest import Injection, RequestDetail, RequestRecord, RestApi
-from .routes import Routes
-from .spec import API_PREFIX, DiscordSpec, load_spec
-from .state import DEFAULT_TOKEN, DEFAULT_UPLOAD_LIMIT, Config, FakeState
+from tests.fakediscord import interactions as ixs
+from tests.fakediscord.errors import FakeDiscordError
+from tests.fakediscord.gateway import INVALID_SESSION, RECONNECT, Gateway
+from tests.fakediscord.interactions import Interaction
+from tests.fakediscord.messages import StoredMessage
+from tests.fakediscord.models import Channel, Guild, Intents, JSONDict, Member, Permissions, Role, User
+from tests.fakediscord.rest import Injection, RequestDetail, RequestRecord, RestApi
+from tests.fakediscord.routes import Routes
+from tests.fakediscord.spec import API_PREFIX, DiscordSpec, load_spec
+from tests.fakediscord.state import DEFAULT_TOKEN, DEFAULT_UPLOAD_LIMIT, Config, FakeState
 
 MessageRef = Mapping[str, Any] | StoredMessage | str | int
 ChannelRef = Channel | str | int | None

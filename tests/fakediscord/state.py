@@ -14,20 +14,31 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from . import messages as msg
-from .errors import (
+from tests.fakediscord import messages as msg
+from tests.fakediscord.errors import (
     FakeDiscordError,
     cannot_edit_other_user,
     invalid_form_body,
     unknown_channel,
     unknown_message,
 )
-from .messages import StoredAttachment, StoredMessage, UploadedFile
-from .models import Channel, Guild, Intents, JSONDict, Member, Permissions, Role, SnowflakeFactory, User, iso
-from .spec import DiscordSpec, SchemaError
+from tests.fakediscord.messages import StoredAttachment, StoredMessage, UploadedFile
+from tests.fakediscord.models import (
+    Channel,
+    Guild,
+    Intents,
+    JSONDict,
+    Member,
+    Permissions,
+    Role,
+    SnowflakeFactory,
+    User,
+    iso,
+)
+from tests.fakediscord.spec import DiscordSpec, SchemaError
 
 if TYPE_CHECKING:
-    from .interactions import Interaction
+    from tests.fakediscord.interactions import Interaction
 
 DEFAULT_TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAw.fake.seedgrid-test-token"
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024

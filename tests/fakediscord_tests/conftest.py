@@ -8,8 +8,7 @@ import pytest
 
 from tests.fakediscord import FakeDiscord, Member
 from tests.fakediscord.discordpy import running
-
-from .probe_bot import ProbeBot
+from tests.fakediscord_tests.probe_bot import ProbeBot
 
 
 @pytest.fixture

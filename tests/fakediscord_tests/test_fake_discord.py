@@ -14,8 +14,7 @@ import yarl
 
 from tests.fakediscord import FakeDiscord, FakeDiscordError, Member, Upload, load_spec
 from tests.fakediscord.discordpy import pointed_at, running
-
-from .probe_bot import ProbeBot, png_bytes
+from tests.fakediscord_tests.probe_bot import ProbeBot, png_bytes
 
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7

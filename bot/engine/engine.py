@@ -1,0 +1,339 @@
+"""The engine: the one API the cogs and the CLI use.
+
+It puts together the store (SQLite), a backend (this process's devices, or Redis workers) and
+the optional output folder. A job goes through it like this::
+
+    job = await engine.create(request)   # admitted (limits) and stored, before Discord is answered
+    engine.start(job, listener)          # queued; one follower records each event, then tells the listener:
+                                         # Queued, Started, Progress, Preview, then the outcome
+    await engine.delivered(job.id, message_id)   # posted: a restart will not run it again
+
+Each job has exactly one follower task, owned here: it writes the job's state to the store
+(queued → running → done / failed / cancelled), passes the event to the listener (the cog's
+delivery of that job), and saves the images to the output folder when one is configured, with
+aiofiles so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiofiles
+import aiofiles.os
+
+from bot.engine.backend import Backend, BackendClosedError, ModelInfo, PromptReader, WorkerInfo
+from bot.engine.events import Cancelled, Done, Event, Failed, Interrupted, JobHandle, Started
+from bot.engine.store import Store
+from bot.jobs import Job, JobRequest, JobResult, JobStatus, Tile
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROMPT_TOKENS = 77
+"""What CLIP reads, for when no model (and no tokenizer) is at hand."""
+
+JobListener = Callable[[Event], Awaitable[None]]
+"""Told every event of one job, in order, after the engine has recorded it (the cog's delivery)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    """What ``/seedgrid status`` shows."""
+
+    model: ModelInfo | None
+    waiting: int
+    running: int
+    paused: bool
+    workers: list[WorkerInfo] | None
+    """The live workers of the redis backend; None for the local one."""
+    run_times: list[float]
+    """Seconds each job that finished successfully since the time asked about took."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueListing:
+    running: list[Job]
+    waiting: list[Job]
+    """In the order they will run."""
+
+
+class Engine:
+    def __init__(self, store: Store, backend: Backend, *, output_dir: Path | None = None) -> None:
+        self._store = store
+        self._backend = backend
+        self._output_dir = output_dir
+        self._handles: dict[int, JobHandle] = {}
+        self._followers: set[asyncio.Task[None]] = set()
+        self._cancelled_by: dict[int, str] = {}
+        self._pending: collections.Counter[int] = collections.Counter()
+        self._admitted: set[int] = set()  # created by create(), not yet started
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        database: Path | str | None = None,
+        scope: str = "bot",
+        want_tiles: bool | None = None,
+    ) -> Engine:
+        """Open the store and start the backend: load the model in its device thread (``local``), or
+        connect to Redis and hand jobs to the workers there (``redis``; ``scope`` keeps the keys of a
+        command-line run apart from the bot's; ``want_tiles``: have workers send the separate tiles)."""
+        store = await Store.open(settings.storage.database if database is None else database)
+        backend: Backend
+        if settings.executor.backend == "redis":
+            from bot.remote.dispatcher import RedisBackend
+
+            if want_tiles is None:
+                want_tiles = settings.storage.output_dir is not None
+            backend = RedisBackend.from_settings(settings, want_tiles=want_tiles, scope=scope)
+        else:
+            from bot.engine.local import LocalBackend
+
+            backend = LocalBackend.from_settings(settings)
+        try:
+            await backend.start()
+        except BaseException:
+            await backend.close()
+            await store.close()
+            raise
+        return cls(store, backend, output_dir=settings.storage.output_dir)
+
+    async def stop(self, *, grace: float | None = None) -> None:
+        """Stop taking jobs, let the running one finish (up to ``grace``), keep the rest for the next start.
+
+        Every follower then sees its job's outcome (``Interrupted`` for what did not finish) and the
+        store stays open, so deliveries can still be recorded.
+        """
+        await self._backend.close(grace=grace)
+
+    async def close(self, *, grace: float | None = None) -> None:
+        if not self._backend.closing:
+            await self.stop(grace=grace)
+        await self.drain()
+        await self._store.close()
+
+    async def drain(self) -> None:
+        """Wait until every job's follower has finished (its outcome recorded and handed to its listener)."""
+        while self._followers:
+            await asyncio.gather(*list(self._followers), return_exceptions=True)
+
+    # --- taking jobs ---
+
+    async def create(self, request: JobRequest) -> Job:
+        """Admit and store a job (before the member's interaction is acknowledged).
+
+        Raises :class:`QueueFullError` or :class:`BackendClosedError`, with a text for the member,
+        before anything is written when the member or the queue is at its limit. The job counts
+        against the limits from here on; pass it to :meth:`start` (or :meth:`abandon`).
+        """
+        user = request.user_id
+        self._backend.check_capacity(user, pending_user=self._pending[user], pending_total=self._pending.total())
+        self._pending[user] += 1  # counted while stored-but-not-queued, so concurrent requests see it
+        try:
+            job = await self._store.create_job(request)
+        except BaseException:
+            self._release(user)
+            raise
+        self._admitted.add(job.id)
+        return job
+
+    def start(self, job: Job, listener: JobListener | None = None) -> JobHandle:
+        """Queue a stored job (created by :meth:`create`, or recovered from the store) and follow it.
+
+        When the backend is closing the job is not queued: its handle (and the listener) get
+        ``Interrupted`` at once, and it stays stored for the next start.
+        """
+        if job.id in self._admitted:
+            self._admitted.discard(job.id)
+            self._release(job.request.user_id)
+        try:
+            handle = self._backend.submit(job)
+        except BackendClosedError:
+            handle = JobHandle(job)
+            handle.emit(Interrupted())
+        self._handles[job.id] = handle
+        task = asyncio.create_task(self._follow(handle, listener), name=f"seedgrid-follow-{job.id}")
+        self._followers.add(task)
+        task.add_done_callback(self._followers.discard)
+        return handle
+
+    async def submit(self, request: JobRequest, listener: JobListener | None = None) -> JobHandle:
+        """Store the job, then queue it (the CLI's way in)."""
+        return self.start(await self.create(request), listener)
+
+    async def abandon(self, job: Job, reason: str) -> None:
+        """A created job that will not be queued (its interaction could not be acknowledged)."""
+        if job.id in self._admitted:
+            self._admitted.discard(job.id)
+            self._release(job.request.user_id)
+        await self._store.mark_finished(job.id, JobStatus.FAILED, error=reason)
+
+    def cancel(self, job_id: int, *, by: str | None = None) -> bool:
+        """Cancel a queued or running job; ``by`` (a display name) is passed on with its ``Cancelled``."""
+        handle = self._handles.get(job_id)
+        if handle is None or handle.done:
+            return False
+        if by is not None:
+            self._cancelled_by[job_id] = by
+        self._backend.cancel(handle)
+        return True
+
+    def _release(self, user: int) -> None:
+        if self._pending[user] > 0:
+            self._pending[user] -= 1
+        if self._pending[user] <= 0:
+            del self._pending[user]
+
+    # --- looking things up ---
+
+    async def job(self, job_id: int) -> Job | None:
+        return await self._store.get_job(job_id)
+
+    async def tile(self, job_id: int, index: int) -> Tile | None:
+        """Tile ``index`` (1-based, as numbered on the grid) of a job."""
+        return await self._store.get_tile(job_id, index)
+
+    async def undelivered(self) -> list[Job]:
+        """Jobs a previous run accepted but never posted, oldest first: run them again from their seeds."""
+        return [job for job in await self._store.undelivered() if job.id not in self._handles]
+
+    @property
+    def info(self) -> ModelInfo | None:
+        """What the first device (or the first live worker) runs: model, device, dtype, scheduler."""
+        return self._backend.info
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        reader = self._backend.prompt_reader
+        return DEFAULT_PROMPT_TOKENS if reader is None else reader.max_prompt_tokens
+
+    async def prompt_overflow(self, prompt: str) -> str | None:
+        """The part of ``prompt`` the text encoder will not read, or None (tokenized off the event loop)."""
+        reader: PromptReader | None = self._backend.prompt_reader
+        if reader is None:
+            return None
+        return await asyncio.to_thread(reader.prompt_overflow, prompt)
+
+    # --- recording delivery ---
+
+    async def set_message(self, job_id: int, message_id: int) -> None:
+        """The message a job shows itself on (its status, then its outcome)."""
+        await self._store.set_message(job_id, message_id)
+
+    async def delivered(self, job_id: int, message_id: int | None) -> None:
+        """The outcome is posted: a restart will not run or post this job again."""
+        await self._store.mark_delivered(job_id, message_id)
+
+    # --- for admins ---
+
+    async def status(self, *, since: float) -> EngineStatus:
+        """Model, queue and workers now; the run times of jobs finished since ``since`` (a ``time.time()``)."""
+        backend = self._backend
+        return EngineStatus(
+            model=backend.info,
+            waiting=backend.queue_depth,
+            running=len(backend.running),
+            paused=backend.paused,
+            workers=backend.workers,
+            run_times=await self._store.finished_since(since),
+        )
+
+    def queue(self) -> QueueListing:
+        return QueueListing(running=self._backend.running, waiting=self._backend.waiting)
+
+    @property
+    def paused(self) -> bool:
+        return self._backend.paused
+
+    def pause(self) -> None:
+        """Refuse new jobs and start no queued ones until :meth:`resume` (running jobs finish)."""
+        self._backend.pause()
+
+    def resume(self) -> None:
+        self._backend.resume()
+
+    async def wait_for_workers(self, patience: float, *, count: int = 1) -> list[WorkerInfo] | None:
+        """With the redis backend: the live workers, once there are ``count`` (``TimeoutError`` after ``patience`` s).
+
+        None for the local backend, which needs no workers.
+        """
+        backend = self._backend
+        if backend.workers is None:
+            return None
+        deadline = time.monotonic() + patience
+        while len(backend.workers or ()) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no worker within {patience:.0f} s")
+            await asyncio.sleep(0.5)
+            await backend.refresh_workers()
+        return backend.workers
+
+    # --- the follower of one job ---
+
+    async def _follow(self, handle: JobHandle, listener: JobListener | None) -> None:
+        job = handle.job
+        try:
+            async for reported in handle.events():
+                event = reported
+                if isinstance(event, Cancelled) and event.by is None:
+                    event = Cancelled(by=self._cancelled_by.get(job.id))
+                await self._record(job, event)
+                if listener is not None:
+                    try:
+                        await listener(event)
+                    except Exception:
+                        log.exception("job %d: its listener failed on %s", job.id, type(event).__name__)
+                if isinstance(event, Done) and self._output_dir is not None:
+                    await self._save(job, event.result, self._output_dir)
+        finally:
+            self._handles.pop(job.id, None)
+            self._cancelled_by.pop(job.id, None)
+
+    async def _record(self, job: Job, event: Event) -> None:
+        try:
+            if isinstance(event, Started):
+                await self._store.mark_running(job.id)
+            elif isinstance(event, Done):
+                await self._store.mark_finished(job.id, JobStatus.DONE, elapsed=event.result.elapsed)
+            elif isinstance(event, Failed):
+                await self._store.mark_finished(job.id, JobStatus.FAILED, error=event.reason)
+            elif isinstance(event, Cancelled):
+                await self._store.mark_finished(job.id, JobStatus.CANCELLED)
+            # Interrupted: left queued/running in the store, to run again at the next start
+        except Exception:
+            log.exception("could not record %s for job %d", type(event).__name__, job.id)
+
+    async def _save(self, job: Job, result: JobResult, output_dir: Path) -> None:
+        try:
+            folder = output_dir / f"job-{job.id:06d}"
+            await aiofiles.os.makedirs(folder, exist_ok=True)
+            files: dict[str, bytes] = {"grid.png": result.grid_png}
+            tiles = await asyncio.to_thread(result.images.pngs)  # encoded on demand, off the event loop
+            files.update({f"tile-{i}.png": data for i, data in enumerate(tiles, start=1)})
+            request = asdict(job.request)
+            request["kind"] = job.request.kind.value
+            params = {
+                "job": job.id,
+                "request": request,
+                "tiles": [{"index": i, "prompt": t.prompt, "seed": t.seed} for i, t in enumerate(result.tiles, 1)],
+                "elapsed": result.elapsed,
+            }
+            files["params.json"] = json.dumps(params, indent=2, ensure_ascii=False).encode()
+            for name, data in files.items():
+                async with aiofiles.open(folder / name, "wb") as f:
+                    await f.write(data)
+            log.debug("saved job %d to %s", job.id, folder)
+        except Exception:
+            log.exception("could not save job %d to the output folder", job.id)

@@ -1,0 +1,225 @@
+"""The embedded state: jobs and their tiles in one SQLite file (aiosqlite, WAL).
+
+A job row is written before the member's interaction is acknowledged, so the buttons on any
+message the bot ever posted can find their job and tile seeds again after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Self
+
+import aiosqlite
+
+from bot.jobs import Job, JobKind, JobRequest, JobStatus, Tile
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 3
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT    NOT NULL,
+    status      TEXT    NOT NULL,
+    prompt      TEXT    NOT NULL,
+    negative    TEXT    NOT NULL,
+    seed        INTEGER NOT NULL,
+    steps       INTEGER NOT NULL,
+    guidance    REAL    NOT NULL,
+    width       INTEGER NOT NULL,
+    height      INTEGER NOT NULL,
+    suffixes    TEXT    NOT NULL,          -- JSON list
+    user_id     INTEGER NOT NULL,
+    guild_id    INTEGER,
+    channel_id  INTEGER,
+    parent_job  INTEGER REFERENCES jobs(id),
+    parent_tile INTEGER,
+    message_id  INTEGER,
+    created_at  REAL    NOT NULL,
+    started_at  REAL,
+    finished_at REAL,
+    elapsed     REAL,
+    error       TEXT,
+    delivered_at REAL,                    -- when the outcome was posted (exactly-once delivery)
+    policy      TEXT    NOT NULL DEFAULT 'allow'   -- allow | blur | spoiler for flagged tiles
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE TABLE IF NOT EXISTS tiles (
+    job_id  INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    idx     INTEGER NOT NULL,                -- 1-based, as on the buttons
+    prompt  TEXT    NOT NULL,
+    seed    INTEGER NOT NULL,
+    PRIMARY KEY (job_id, idx)
+);
+"""
+
+_JOB_COLUMNS = (
+    "id, kind, status, prompt, negative, seed, steps, guidance, width, height, suffixes, "
+    "user_id, guild_id, channel_id, parent_job, parent_tile, message_id, started_at, finished_at, policy"
+)
+
+
+def _job_from_row(row: Any) -> Job:
+    request = JobRequest(
+        kind=JobKind(row[1]),
+        prompt=row[3],
+        negative=row[4],
+        seed=row[5],
+        steps=row[6],
+        guidance=row[7],
+        width=row[8],
+        height=row[9],
+        suffixes=tuple(json.loads(row[10])),
+        user_id=row[11],
+        guild_id=row[12],
+        channel_id=row[13],
+        parent_job=row[14],
+        parent_tile=row[15],
+        policy=row[19],
+    )
+    return Job(
+        id=row[0],
+        request=request,
+        status=JobStatus(row[2]),
+        message_id=row[16],
+        started_at=row[17],
+        finished_at=row[18],
+    )
+
+
+class Store:
+    """Async access to the SQLite file. Open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        # One connection, one transaction at a time: without this, two jobs written concurrently
+        # interleave their statements and one commit (or rollback) would take the other's with it.
+        self._write = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Self:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.executescript(_SCHEMA)
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = row[0] if row else 0
+        if 0 < version < 2:  # a version-1 file predates exactly-once delivery
+            await db.execute("ALTER TABLE jobs ADD COLUMN delivered_at REAL")
+        if 0 < version < 3:  # and the content policy
+            await db.execute("ALTER TABLE jobs ADD COLUMN policy TEXT NOT NULL DEFAULT 'allow'")
+        await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        await db.commit()
+        log.debug("store opened at %s", path)
+        return cls(db)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def create_job(self, request: JobRequest) -> Job:
+        """Store a job and its tiles in one transaction; nothing is half-written on failure."""
+        async with self._write:
+            return await self._create_job(request)
+
+    async def _create_job(self, request: JobRequest) -> Job:
+        now = time.time()
+        async with self._db.execute(
+            "INSERT INTO jobs (kind, status, prompt, negative, seed, steps, guidance, width, height, suffixes,"
+            " user_id, guild_id, channel_id, parent_job, parent_tile, created_at, policy)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                request.kind.value,
+                JobStatus.QUEUED.value,
+                request.prompt,
+                request.negative,
+                request.seed,
+                request.steps,
+                request.guidance,
+                request.width,
+                request.height,
+                json.dumps(list(request.suffixes)),
+                request.user_id,
+                request.guild_id,
+                request.channel_id,
+                request.parent_job,
+                request.parent_tile,
+                now,
+                request.policy,
+            ),
+        ) as cursor:
+            job_id = cursor.lastrowid
+        assert job_id is not None
+        try:
+            await self._db.executemany(
+                "INSERT INTO tiles (job_id, idx, prompt, seed) VALUES (?, ?, ?, ?)",
+                [(job_id, i, t.prompt, t.seed) for i, t in enumerate(request.tiles(), start=1)],
+            )
+            await self._db.commit()
+        except BaseException:
+            await self._db.rollback()
+            raise
+        return Job(id=job_id, request=request)
+
+    async def get_job(self, job_id: int) -> Job | None:
+        async with self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else _job_from_row(row)
+
+    async def get_tile(self, job_id: int, index: int) -> Tile | None:
+        """Tile ``index`` (1-based, as numbered on the grid) of a job, or None."""
+        async with self._db.execute(
+            "SELECT prompt, seed FROM tiles WHERE job_id = ? AND idx = ?", (job_id, index)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else Tile(prompt=row[0], seed=row[1])
+
+    async def finished_since(self, since: float) -> list[float]:
+        """Run times (seconds) of the jobs finished successfully since ``since`` (a ``time.time()``)."""
+        async with self._db.execute(
+            "SELECT elapsed FROM jobs WHERE status = ? AND finished_at >= ? AND elapsed IS NOT NULL",
+            (JobStatus.DONE.value, since),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [float(r[0]) for r in rows]
+
+    async def mark_running(self, job_id: int) -> None:
+        await self._update(job_id, status=JobStatus.RUNNING.value, started_at=time.time())
+
+    async def mark_finished(
+        self, job_id: int, status: JobStatus, *, elapsed: float | None = None, error: str | None = None
+    ) -> None:
+        await self._update(job_id, status=status.value, finished_at=time.time(), elapsed=elapsed, error=error)
+
+    async def set_message(self, job_id: int, message_id: int) -> None:
+        await self._update(job_id, message_id=message_id)
+
+    async def mark_delivered(self, job_id: int, message_id: int | None) -> None:
+        """The outcome is posted: a restart will not run or post this job again."""
+        if message_id is None:
+            await self._update(job_id, delivered_at=time.time())
+        else:
+            await self._update(job_id, delivered_at=time.time(), message_id=message_id)
+
+    async def undelivered(self) -> list[Job]:
+        """Jobs accepted but never posted (queued, running, or done when the bot stopped), oldest first."""
+        async with self._db.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE delivered_at IS NULL AND status IN (?, ?, ?) ORDER BY id",
+            (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.DONE.value),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_job_from_row(r) for r in rows]
+
+    async def _update(self, job_id: int, **values: object) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        async with self._write:
+            await self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))
+            await self._db.commit()

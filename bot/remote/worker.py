@@ -1,0 +1,394 @@
+"""The Redis backend, worker side: ``python -m bot worker`` — one per GPU, anywhere that reaches Redis.
+
+A thin loop around the in-process :class:`bot.engine.local.LocalBackend` (one device, the model loaded
+once and kept warm): take a job from the ``<prefix>:jobs`` stream with ``XREADGROUP``, run it,
+write its events and result, ``XACK`` it. Redis's consumer group does the bookkeeping:
+
+* **Heartbeats.** Every ``claim_idle / 5`` s the worker refreshes its entry in
+  ``<prefix>:workers`` and resets the idle time of the job it holds (``XCLAIM … JUSTID``), so a
+  slow but healthy job is never taken away.
+* **Claiming.** When idle, a worker looks at the group's pending list for jobs idle longer than
+  ``claim_idle`` (their worker died: kill -9, machine lost) and claims one with ``XCLAIM``, which
+  is atomic: one worker wins. It re-runs the job from its stored seeds, so the images are the
+  same; the bot posts whichever result comes first, once.
+* **Dead letters.** A job already delivered ``max_deliveries`` times goes to ``<prefix>:dead``
+  instead, and the member is told it failed.
+* **Nothing accumulates.** Finished entries are deleted from the stream, event streams and
+  results expire after ``result_ttl``, the dead-letter stream is capped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bot.config import RedisSettings, Settings
+from bot.engine.backend import BackendClosedError
+from bot.engine.events import TERMINAL, Cancelled, Done, Event, Interrupted, JobHandle, Queued
+from bot.engine.local import LocalBackend
+from bot.remote.connection import ensure_group
+from bot.remote.wire import Keys, WireError, WireJob, decode_job, encode_event, encode_result, job_id_of
+from bot.texts import Text
+
+log = logging.getLogger(__name__)
+
+EVENTS_MAXLEN = 500
+"""Events kept per job (progress and previews of one job are well under this)."""
+DEAD_MAXLEN = 1000
+TIDY_EVERY = 60.0
+"""Seconds between sweeps for consumers of workers that died (they are removed once they hold nothing)."""
+CANCEL_POLL = 0.25
+"""Seconds between checks for a cancel request while a job runs (it stops at the next step)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One entry of the jobs stream that this worker holds (read or claimed)."""
+
+    entry_id: bytes
+    fields: dict[bytes, bytes]
+    deliveries: int
+
+
+def default_name(device: str) -> str:
+    return f"{socket.gethostname()}-{device.replace(':', '')}-{os.getpid()}"
+
+
+class Worker:
+    """Runs jobs from Redis on one :class:`LocalBackend` until :meth:`stop` is called."""
+
+    def __init__(self, backend: LocalBackend, client: aioredis.Redis, settings: RedisSettings, *, name: str) -> None:
+        self.backend = backend
+        self.client = client
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self.name = name
+        self._stopping = asyncio.Event()
+        self._quit = asyncio.Event()
+        self._holding: StreamEntry | None = None
+        self.jobs_done = 0
+        self._next_tidy = 0.0
+
+    def stop(self) -> None:
+        """Take no new job (what SIGTERM does); :meth:`leave` then deals with the running one."""
+        self._stopping.set()
+
+    async def stopped(self) -> None:
+        await self._stopping.wait()
+
+    async def leave(self, *, grace: float | None = None) -> None:
+        """Stop: the running job gets ``grace`` s (default ``executor.shutdown_timeout``) to finish; if it
+        does not, it is stopped and handed back at once (marked long idle), so another worker takes it."""
+        self.stop()
+        await self.backend.close(grace=grace)
+
+    async def run(self) -> None:
+        await ensure_group(self.client, self.keys)
+        await self._register()
+        heartbeat = asyncio.create_task(self._heartbeats(), name="seedgrid-heartbeat")
+        try:
+            while not self._stopping.is_set():
+                try:
+                    entry = await self._claim_one() or await self._read_one()
+                    if entry is not None:
+                        await self._process(entry)
+                except RedisError as exc:
+                    log.warning("Redis: %s; retrying in 1 s", exc)
+                    await asyncio.sleep(1.0)
+                    if "NOGROUP" in str(exc):  # Redis lost its data (restarted without appendonly): start over
+                        with contextlib.suppress(RedisError):
+                            await ensure_group(self.client, self.keys)
+        finally:
+            # a flag, not Task.cancel(): a cancellation that lands inside a redis-py call can be swallowed
+            self._quit.set()
+            _, beating = await asyncio.wait({heartbeat}, timeout=self.settings.heartbeat + 10)
+            for task in beating:
+                task.cancel()
+            with contextlib.suppress(RedisError):
+                await self._unregister()
+
+    # --- taking jobs ---
+
+    async def _read_one(self) -> StreamEntry | None:
+        block = max(100, int(min(1.0, self.settings.heartbeat) * 1000))
+        reply: Any = await self.client.xreadgroup(
+            self.keys.group, self.name, {self.keys.jobs: ">"}, count=1, block=block
+        )
+        if not reply or not reply[0][1]:
+            return None
+        entry_id, fields = reply[0][1][0]
+        return StreamEntry(entry_id, fields, 1)
+
+    async def _claim_one(self) -> StreamEntry | None:
+        """A job whose worker stopped sending heartbeats, claimed for this one (or dead-lettered)."""
+        idle_ms = int(self.settings.claim_idle * 1000)
+        if time.monotonic() >= self._next_tidy:
+            await self._tidy_consumers()
+        pending: Any = await self.client.xpending_range(
+            self.keys.jobs, self.keys.group, min="-", max="+", count=10, idle=idle_ms
+        )
+        for entry in pending:
+            entry_id, owner, delivered = entry["message_id"], entry["consumer"], int(entry["times_delivered"])
+            claimed: Any = await self.client.xclaim(
+                self.keys.jobs, self.keys.group, self.name, min_idle_time=idle_ms, message_ids=[entry_id]
+            )
+            if not claimed:
+                continue  # another worker was quicker
+            _, fields = claimed[0]
+            if not fields:  # deleted from the stream meanwhile: nothing left to do
+                await self.client.xack(self.keys.jobs, self.keys.group, entry_id)
+                continue
+            if delivered >= self.settings.max_deliveries:
+                await self._dead_letter(
+                    StreamEntry(entry_id, fields, delivered),
+                    f"delivered {delivered} times, and every worker stopped before finishing it",
+                    for_member=str(Text("failed.dead_letter", count=delivered)),
+                )
+                continue
+            log.warning(
+                "claimed job %s from %s (silent for over %.0f s; delivery %d)",
+                _label(fields),
+                _text(owner),
+                self.settings.claim_idle,
+                delivered + 1,
+            )
+            return StreamEntry(entry_id, fields, delivered + 1)
+        return None
+
+    async def _tidy_consumers(self) -> None:
+        """Forget consumers of dead workers (killed, so they never said goodbye) once they hold nothing."""
+        self._next_tidy = time.monotonic() + TIDY_EVERY
+        gone_ms = int(self.settings.claim_idle * 1000) * 3  # (a live worker reads every second: never this idle)
+        consumers: Any = await self.client.xinfo_consumers(self.keys.jobs, self.keys.group)
+        for consumer in consumers:
+            name = _text(consumer["name"])
+            if name != self.name and int(consumer["pending"]) == 0 and int(consumer["idle"]) > gone_ms:
+                await self.client.xgroup_delconsumer(self.keys.jobs, self.keys.group, name)
+                log.info("forgot the consumer of a departed worker: %s", name)
+
+    # --- running one ---
+
+    async def _process(self, entry: StreamEntry) -> None:
+        try:
+            wire = decode_job(entry.fields)
+        except WireError as exc:
+            await self._dead_letter(entry, str(exc), for_member=str(Text("failed.unreadable_job")))
+            return
+        job, scope = wire.job, wire.scope
+        if await self.client.exists(self.keys.cancel(job.id, scope)):
+            await self._publish(job.id, scope, encode_event(Cancelled(), worker=self.name))
+            await self._finish(entry)
+            return
+        log.info("job %d: running (delivery %d)", job.id, entry.deliveries)
+        self._holding = entry
+        try:
+            try:
+                handle = self.backend.submit(job)
+            except BackendClosedError:  # shutting down between reading the job and running it
+                await self._release(entry)
+                return
+            watcher = asyncio.create_task(self._watch_cancel(handle, scope))
+            try:
+                outcome = await self._forward(handle, wire)
+            finally:
+                watcher.cancel()
+            if isinstance(outcome, Interrupted):
+                await self._release(entry)  # shutting down: another worker takes it at once
+                return
+            await self._finish(entry)
+            self.jobs_done += 1
+        finally:
+            self._holding = None
+
+    async def _forward(self, handle: JobHandle, wire: WireJob) -> Event:
+        job_id, scope = handle.job.id, wire.scope
+        async for event in handle.events():
+            if isinstance(event, Queued):
+                continue
+            if isinstance(event, Interrupted):
+                return event
+            if isinstance(event, Done):
+                result = event.result
+                flagged = any(result.nsfw) and handle.job.request.policy == "blur"
+                fields = await asyncio.to_thread(encode_result, result, with_tiles=wire.want_tiles or flagged)
+                ttl = int(self.settings.result_ttl)
+                async with self.client.pipeline(transaction=True) as pipe:
+                    pipe.hset(self.keys.result(job_id, scope), mapping=fields)  # type: ignore[arg-type]
+                    pipe.expire(self.keys.result(job_id, scope), ttl)
+                    await pipe.execute()
+                log.info("job %d: done in %.2f s", job_id, result.elapsed)
+            await self._publish(job_id, scope, encode_event(event, worker=self.name))
+            if isinstance(event, TERMINAL):
+                return event
+        raise RuntimeError("the event stream ended without an outcome")  # pragma: no cover
+
+    async def _publish(self, job_id: int, scope: str, fields: dict[bytes, Any]) -> None:
+        key = self.keys.events(job_id, scope)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, fields, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            pipe.expire(key, int(self.settings.result_ttl))
+            await pipe.execute()
+
+    async def _finish(self, entry: StreamEntry) -> None:
+        """Acknowledge and delete the entry: the job is over (its outcome is in its event stream)."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.xack(self.keys.jobs, self.keys.group, entry.entry_id)
+            pipe.xdel(self.keys.jobs, entry.entry_id)
+            await pipe.execute()
+
+    async def _release(self, entry: StreamEntry) -> None:
+        """Hand an unfinished job back: mark it long idle (without counting a delivery) so the next worker claims it."""
+        with contextlib.suppress(RedisError):
+            await self.client.xclaim(
+                self.keys.jobs,
+                self.keys.group,
+                self.name,
+                min_idle_time=0,
+                message_ids=[entry.entry_id],
+                idle=int(self.settings.claim_idle * 1000) * 10,
+                justid=True,
+            )
+        log.info("job %s handed back for another worker", _label(entry.fields))
+
+    async def _dead_letter(self, entry: StreamEntry, reason: str, *, for_member: str) -> None:
+        """Set a job aside in the dead-letter stream and tell its follower (so the member) it failed."""
+        ident = job_id_of(entry.fields)
+        log.error("job %s set aside in %s: %s", _label(entry.fields), self.keys.dead, reason)
+        letter = {
+            b"job": entry.fields.get(b"job", b""),
+            b"reason": reason,
+            b"deliveries": entry.deliveries,
+            b"worker": self.name,
+        }
+        await self.client.xadd(self.keys.dead, letter, maxlen=DEAD_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        if ident is not None:
+            failed: dict[bytes, Any] = {b"type": b"failed", b"worker": self.name, b"reason": for_member}
+            await self._publish(ident[0], ident[1], failed)
+        await self._finish(entry)
+
+    async def _watch_cancel(self, handle: JobHandle, scope: str) -> None:
+        key = self.keys.cancel(handle.job.id, scope)
+        while not handle.done:
+            with contextlib.suppress(RedisError):
+                if await self.client.exists(key):
+                    log.info("job %d: cancelled by the bot", handle.job.id)
+                    self.backend.cancel(handle)
+                    return
+            await asyncio.sleep(CANCEL_POLL)
+
+    # --- presence ---
+
+    async def _register(self) -> None:
+        await self._beat()
+        log.info("worker %s ready for jobs", self.name)
+
+    async def _unregister(self) -> None:
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.workers, self.name)
+            pipe.delete(self.keys.worker_info(self.name))
+            await pipe.execute()
+        # leave the consumer group tidy: this name will not come back (the pid is part of it)
+        pending: Any = await self.client.xpending_range(
+            self.keys.jobs, self.keys.group, min="-", max="+", count=1, consumername=self.name
+        )
+        if not pending:
+            await self.client.xgroup_delconsumer(self.keys.jobs, self.keys.group, self.name)
+        log.info("worker %s left after %d job(s)", self.name, self.jobs_done)
+
+    async def _beat(self) -> None:
+        seconds, micros = await self.client.time()
+        holding = self._holding
+        ident = job_id_of(holding.fields) if holding is not None else None
+        info = self.backend.info
+        body = {
+            "job": ident[0] if ident else None,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "pipeline": dataclasses.asdict(info) if info is not None else None,
+        }
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zadd(self.keys.workers, {self.name: seconds + micros / 1e6})
+            pipe.set(self.keys.worker_info(self.name), json.dumps(body), ex=int(self.settings.claim_idle * 3) + 1)
+            await pipe.execute()
+        if holding is not None:
+            await self._touch(holding)
+
+    async def _touch(self, entry: StreamEntry) -> None:
+        """Reset the idle time of the job we hold — unless another worker has claimed it meanwhile."""
+        mine: Any = await self.client.xpending_range(
+            self.keys.jobs, self.keys.group, min=entry.entry_id, max=entry.entry_id, count=1
+        )
+        if not mine:
+            return
+        owner = _text(mine[0]["consumer"])
+        if owner != self.name:  # we were silent too long and another worker took it: both finish, the first counts
+            log.warning("job %s was claimed by %s meanwhile; finishing our copy anyway", _label(entry.fields), owner)
+            return
+        await self.client.xclaim(
+            self.keys.jobs, self.keys.group, self.name, min_idle_time=0, message_ids=[entry.entry_id], justid=True
+        )
+
+    async def _heartbeats(self) -> None:
+        """Until :meth:`run` ends (through a graceful stop too: the running job must not be claimed)."""
+        while not self._quit.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.heartbeat):
+                    await self._quit.wait()
+            if self._quit.is_set():
+                return
+            try:
+                await self._beat()
+            except RedisError as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+
+def _label(fields: dict[bytes, bytes]) -> str:
+    """A job entry as logs name it: its id, and its scope unless it is the bot's."""
+    ident = job_id_of(fields)
+    if ident is None:
+        return "?"
+    job_id, scope = ident
+    return str(job_id) if scope == "bot" else f"{job_id} ({scope})"
+
+
+def _text(value: object) -> str:
+    """A name from a Redis reply (bytes unless the client decodes responses)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def run_worker(settings: Settings, *, device: str | None = None, name: str | None = None) -> int:
+    """Load the model, then take jobs until SIGTERM/SIGINT. Blocks (runs the event loop's life)."""
+    import signal
+
+    from bot.remote.connection import connect
+
+    backend = LocalBackend.from_settings(settings, device=device)
+    client = await connect(settings.redis)
+    started = time.perf_counter()
+    try:
+        await backend.start()
+        log.info("model loaded in %.1f s", time.perf_counter() - started)
+        worker = Worker(backend, client, settings.redis, name=name or default_name(device or settings.model.device))
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        runner = asyncio.create_task(worker.run())
+        await worker.stopped()
+        await worker.leave()
+        await runner
+    finally:
+        if not backend.closing:
+            await backend.close(grace=0)
+        await client.aclose()
+    return 0

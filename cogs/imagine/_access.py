@@ -1,0 +1,75 @@
+"""Who may use the bot where, how fast, and with which words: the checks every entry point runs first.
+
+Each check returns ``None`` when the member may go on, or a :class:`~bot.texts.Text` to show them privately.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import discord
+
+from bot.config import Settings
+from bot.rules.blocklist import Blocklist
+from bot.rules.ratelimit import TokenBucket
+from bot.texts import Text
+
+
+class Gatekeeper:
+    def __init__(self, settings: Settings, *, safety_checker: Callable[[], bool]) -> None:
+        self.settings = settings
+        self.access = settings.access
+        self.blocklist = Blocklist(settings.safety.blocklist)
+        self.bucket = TokenBucket(self.access.rate_burst, self.access.rate_per_minute / 60.0)
+        self.safety_checker = safety_checker
+
+    def where(self, interaction: discord.Interaction) -> Text | None:
+        """Server, channel, role and direct-message rules from ``[access]``."""
+        access = self.access
+        if interaction.guild_id is None:
+            return None if access.direct_messages else Text("refused.direct_messages")
+        if access.guilds and interaction.guild_id not in access.guilds:
+            return Text("refused.guild")
+        if access.channels and interaction.channel_id not in access.channels:
+            return Text("refused.channel")
+        if access.roles:
+            roles = {role.id for role in getattr(interaction.user, "roles", [])}
+            if not roles.intersection(access.roles):
+                return Text("refused.role")
+        return None
+
+    def blocked(self, *texts: str) -> Text | None:
+        rule = self.blocklist.check(*texts)
+        if rule is None:
+            return None
+        shown = rule.replace("`", "'")  # verbatim inside a code span
+        return Text("refused.blocklist", rule=shown)
+
+    def rate(self, user_id: int) -> Text | None:
+        """Take one token from the member's bucket, or say how long to wait."""
+        wait = self.bucket.take(user_id)
+        if wait <= 0:
+            return None
+        return Text("refused.rate", seconds=math.ceil(wait))
+
+    def refund(self, user_id: int) -> None:
+        self.bucket.refund(user_id)
+
+    def may_refine(self, interaction: discord.Interaction, author_id: int) -> Text | None:
+        if self.access.refine == "author" and interaction.user.id != author_id:
+            return Text("refused.refine_author")
+        return None
+
+    def may_cancel(self, interaction: discord.Interaction, author_id: int) -> Text | None:
+        """The Cancel button: for the job's author and for members who may manage messages."""
+        if interaction.user.id == author_id or interaction.permissions.manage_messages:
+            return None
+        return Text("refused.cancel_author")
+
+    def policy(self, channel: object) -> str:
+        """What happens to flagged tiles in this channel (``allow`` when no checker runs)."""
+        if not self.safety_checker():  # asked each time: with the redis backend, workers come and go
+            return "allow"
+        safety = self.settings.safety
+        return safety.nsfw_channels if getattr(channel, "nsfw", False) else safety.flagged

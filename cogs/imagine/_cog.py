@@ -1,0 +1,273 @@
+"""/imagine, and what the buttons under a grid do: refine a tile, re-roll, cancel.
+
+Every handler reads top to bottom the same way: check who and where (:mod:`._access`), turn what
+the member typed into a request (:mod:`bot.inputs`), have the engine admit and store the job,
+answer Discord (defer, or the modal) within its 3 seconds, then hand the job to the engine with a
+:class:`~._delivery.Delivery` that shows it on one message until its grid is posted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import discord
+from discord.ext import commands
+
+from bot.engine import BackendClosedError, QueueFullError
+from bot.inputs import UserInputError, imagine_request, parse_suffixes, refine_request, reroll_request
+from bot.jobs import Job, JobRequest, Tile
+from bot.texts import Text, text
+from cogs.imagine._access import Gatekeeper
+from cogs.imagine._command import imagine_command
+from cogs.imagine._delivery import Delivery
+from cogs.imagine._messages import status_text
+from cogs.imagine._views import BUTTONS, RefineModal, cancel_view
+from cogs.replies import NO_MENTIONS, reply_error
+
+if TYPE_CHECKING:
+    from cogs.client import SeedgridBot
+
+log = logging.getLogger(__name__)
+
+
+class ImagineCog(commands.Cog, name="Imagine"):
+    def __init__(self, bot: SeedgridBot) -> None:
+        self.bot = bot
+        self.settings = bot.settings
+        self.engine = bot.engine
+        self._command = imagine_command(
+            self.settings.generation, self.imagine, direct_messages=self.settings.access.direct_messages
+        )
+        self.gate = Gatekeeper(self.settings, safety_checker=self._checker_runs)
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(*BUTTONS)
+        self.bot.tree.add_command(self._command)
+        await self._recover()
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(*BUTTONS)
+        self.bot.tree.remove_command(self._command.name)
+
+    def _checker_runs(self) -> bool:
+        """Whether the safety checker may flag this job's tiles: as the loaded model (or the live workers)
+        say; with no worker connected yet, as the config says (so nothing slips through unhidden)."""
+        info = self.engine.info
+        return self.settings.safety.checker if info is None else info.safety_checker
+
+    # --- /imagine ---
+
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: str,
+        negative: str | None,
+        seed: int | None,
+        steps: int | None,
+        guidance: float | None,
+        size: str | None,
+    ) -> None:
+        denied = self.gate.where(interaction)
+        if denied:
+            await reply_error(interaction, denied)
+            return
+        try:
+            request = imagine_request(
+                self.settings.generation,
+                prompt=prompt,
+                negative=negative,
+                seed=seed,
+                steps=steps,
+                guidance=guidance,
+                size=size,
+                user_id=interaction.user.id,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+            )
+        except UserInputError as exc:
+            await reply_error(interaction, exc.text)
+            return
+        job = await self._admit(interaction, request, request.prompt, request.negative)
+        if job is None:
+            return
+        try:
+            response = await interaction.response.defer(thinking=True)
+        except discord.HTTPException:
+            await self.engine.abandon(job, "the interaction could not be acknowledged")
+            raise
+        message_id = response.message_id if response is not None else None
+        if message_id is not None:
+            await self.engine.set_message(job.id, message_id)
+        self.engine.start(job, self._delivery(job, interaction=interaction, reply_to=message_id))
+        await self._tell_what_was_cut(interaction, request.prompt)
+
+    async def _tell_what_was_cut(self, interaction: discord.Interaction, prompt: str) -> None:
+        """The text encoder reads a fixed number of tokens; say privately which words it will not see."""
+        cut = await self.engine.prompt_overflow(prompt)
+        if cut:
+            await interaction.followup.send(
+                text(
+                    "job.cut_prompt",
+                    tokens=self.engine.max_prompt_tokens,
+                    cut=discord.utils.escape_markdown(cut[:1500]),
+                ),
+                ephemeral=True,
+                allowed_mentions=NO_MENTIONS,
+            )
+
+    # --- the buttons ---
+
+    async def open_refine(self, interaction: discord.Interaction, job_id: int, tile_index: int) -> None:
+        """Button N: the modal must be the first response, so only a quick store read comes before it."""
+        found = await self._find(interaction, job_id)
+        if found is None:
+            return
+        denied = self.gate.where(interaction) or self.gate.may_refine(interaction, found.request.user_id)
+        if denied:
+            await reply_error(interaction, denied)
+            return
+        tile = await self.engine.tile(job_id, tile_index)
+        if tile is None:
+            await reply_error(interaction, Text("refused.unknown_tile", job=job_id, tile=tile_index))
+            return
+        modal = RefineModal(self, found, tile_index, tile, self.settings.refine.suggestions)
+        await interaction.response.send_modal(modal)
+
+    async def refine(
+        self, interaction: discord.Interaction, parent: Job, tile_index: int, tile: Tile, typed: str
+    ) -> None:
+        """The refine form was sent: one new tile per suffix, all on the parent tile's seed."""
+        if await self._find(interaction, parent.id) is None:  # deleted while the form was open
+            return
+        try:
+            suffixes = parse_suffixes(typed, self.settings.refine)
+            request = refine_request(
+                parent.request,
+                parent_job=parent.id,
+                tile_index=tile_index,
+                tile=tile,
+                suffixes=suffixes,
+                user_id=interaction.user.id,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+            )
+        except UserInputError as exc:
+            await reply_error(interaction, exc.text)
+            return
+        await self._start_reply(interaction, request, *suffixes)
+
+    async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
+        parent = await self._find(interaction, job_id)
+        if parent is None:
+            return
+        denied = self.gate.where(interaction) or self.gate.may_refine(interaction, parent.request.user_id)
+        if denied:
+            await reply_error(interaction, denied)
+            return
+        request = reroll_request(
+            parent.request, parent_job=parent.id, user_id=interaction.user.id, channel_id=interaction.channel_id
+        )
+        await self._start_reply(interaction, request, request.prompt, request.negative)
+
+    async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
+        """The Cancel button: for the job's author and for members who may manage messages."""
+        job = await self._find(interaction, job_id)
+        if job is None:
+            return
+        denied = self.gate.may_cancel(interaction, job.request.user_id)
+        if denied:
+            await reply_error(interaction, denied)
+            return
+        if not self.engine.cancel(job_id, by=interaction.user.display_name):
+            await reply_error(interaction, Text("refused.not_running"))
+            return
+        await interaction.response.defer()
+        log.info("job %d cancelled by %s (%d)", job_id, interaction.user, interaction.user.id)
+
+    # --- shared steps ---
+
+    async def _find(self, interaction: discord.Interaction, job_id: int) -> Job | None:
+        """The job a button names, if it is known and belongs to this server."""
+        job = await self.engine.job(job_id)
+        if job is None or job.request.guild_id != interaction.guild_id:
+            await reply_error(interaction, Text("refused.unknown_grid"))
+            return None
+        return job
+
+    async def _admit(self, interaction: discord.Interaction, request: JobRequest, *texts: str) -> Job | None:
+        """Check the words and the member's rate, then store the job before acknowledging.
+
+        A refusal (blocklist, rate limit, full queue, shutdown) is said privately and stores nothing.
+        """
+        refusal = self.gate.blocked(*texts) or self.gate.rate(interaction.user.id)
+        if refusal:
+            await reply_error(interaction, refusal)
+            return None
+        request = replace(request, policy=self.gate.policy(interaction.channel))
+        try:
+            return await self.engine.create(request)
+        except (QueueFullError, BackendClosedError) as exc:
+            self.gate.refund(interaction.user.id)
+            await reply_error(interaction, exc.text)
+            return None
+
+    async def _start_reply(self, interaction: discord.Interaction, request: JobRequest, *texts: str) -> None:
+        """Refine and re-roll: acknowledge silently, then post a new grid replying to the button's message."""
+        job = await self._admit(interaction, request, *texts)
+        if job is None:
+            return
+        try:
+            await interaction.response.defer()
+        except discord.HTTPException:
+            await self.engine.abandon(job, "the interaction could not be acknowledged")
+            raise
+        parent = interaction.message
+        if parent is None:  # pragma: no cover - buttons always come with their message
+            raise RuntimeError("component interaction without a message")
+        message = await parent.reply(
+            f"{interaction.user.mention} {status_text(job, None)}", view=cancel_view(job), allowed_mentions=NO_MENTIONS
+        )
+        await self.engine.set_message(job.id, message.id)
+        self.engine.start(job, self._delivery(job, message=message))
+
+    def _delivery(
+        self,
+        job: Job,
+        *,
+        interaction: discord.Interaction | None = None,
+        message: discord.Message | discord.PartialMessage | None = None,
+        reply_to: int | None = None,
+    ) -> Delivery:
+        channel_id = job.request.channel_id
+        if channel_id is None:  # pragma: no cover - every Discord job records its channel
+            raise RuntimeError(f"job {job.id} has no channel")
+        return Delivery(
+            self.engine,
+            job,
+            self.bot.get_partial_messageable(channel_id, guild_id=job.request.guild_id),
+            progress_interval=self.settings.discord.progress_interval,
+            model_id=self.settings.model.id,
+            interaction=interaction,
+            message=message,
+            reply_to=reply_to,
+        )
+
+    async def _recover(self) -> None:
+        """Run again, from their stored seeds, the jobs a previous run accepted but never posted."""
+        jobs = await self.engine.undelivered()
+        for job in jobs:
+            if job.request.channel_id is None:  # not a Discord job (nothing to post it to)
+                log.warning("job %d has no channel to be delivered to; leaving it", job.id)
+                await self.engine.delivered(job.id, None)
+                continue
+            if job.request.parent_job is None:  # a slash command: its token is gone, reply to its message
+                delivery = self._delivery(job, reply_to=job.message_id)
+            else:  # refine / re-roll: the bot's own reply message is edited in place
+                channel = self.bot.get_partial_messageable(job.request.channel_id, guild_id=job.request.guild_id)
+                message = None if job.message_id is None else channel.get_partial_message(job.message_id)
+                delivery = self._delivery(job, message=message)
+            self.engine.start(job, delivery)
+        if jobs:
+            log.info("recovered %d unfinished job(s) from the store: %s", len(jobs), [j.id for j in jobs])

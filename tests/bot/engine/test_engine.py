@@ -1,0 +1,44 @@
+"""The engine on the tiny model: state in the store, files in the output folder."""
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from bot.config import parse_settings
+from bot.engine import Done, Engine
+from bot.inputs import imagine_request
+from bot.jobs import JobStatus
+from tests.conftest import config_text
+
+
+async def test_a_job_is_stored_run_recorded_and_saved(tiny_model: Path, tmp_path: Path) -> None:
+    settings = parse_settings(config_text(tiny_model, tmp_path / "db.sqlite", output_dir=tmp_path / "out"))
+    engine = await Engine.open(settings)
+    try:
+        assert engine.info is not None and engine.info.device == "cpu"
+        request = imagine_request(settings.generation, prompt="a red fox", seed=7, steps=2, user_id=3)
+        handle = await engine.submit(request)
+        outcome = await handle.wait()
+        assert isinstance(outcome, Done)
+        await engine.drain()
+        job = await engine.job(handle.job.id)
+        assert job is not None and job.status is JobStatus.DONE
+    finally:
+        await engine.close()
+
+    folder = tmp_path / "out" / f"job-{handle.job.id:06d}"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "grid.png",
+        "params.json",
+        "tile-1.png",
+        "tile-2.png",
+        "tile-3.png",
+        "tile-4.png",
+    ]
+    assert (folder / "grid.png").read_bytes() == outcome.result.grid_png
+    with Image.open(folder / "grid.png") as grid:
+        assert grid.size == (128, 128)
+    params = json.loads((folder / "params.json").read_text())
+    assert [t["seed"] for t in params["tiles"]] == [7, 8, 9, 10]
+    assert params["request"]["prompt"] == "a red fox"

@@ -1,0 +1,89 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.config import GenerationSettings, RefineSettings
+from bot.inputs import UserInputError, imagine_request, parse_suffixes, refine_request, reroll_request
+from bot.jobs import SEED_LIMIT, JobKind, Tile, tile_seed
+
+GEN = GenerationSettings()
+REFINE = RefineSettings()
+
+
+def test_imagine_defaults_and_tiles() -> None:
+    request = imagine_request(GEN, prompt="  a   cat\non a mat ", seed=10)
+    assert request.prompt == "a cat on a mat"
+    assert (request.steps, request.guidance, request.width, request.height) == (30, 7.5, 512, 512)
+    assert [t.seed for t in request.tiles()] == [10, 11, 12, 13]
+    assert {t.prompt for t in request.tiles()} == {"a cat on a mat"}
+
+
+def test_seeds_wrap_at_the_limit() -> None:
+    request = imagine_request(GEN, prompt="x", seed=SEED_LIMIT - 2)
+    assert [t.seed for t in request.tiles()] == [SEED_LIMIT - 2, SEED_LIMIT - 1, 0, 1]
+    assert tile_seed(5, 3) == 8
+
+
+def test_random_seed_is_in_range() -> None:
+    for _ in range(50):
+        request = imagine_request(GEN, prompt="x")
+        assert 0 <= request.seed <= SEED_LIMIT - 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prompt": "   "}, "empty"),
+        ({"prompt": "x" * 1001}, "1001 characters"),
+        ({"prompt": "x", "seed": -1}, "seed"),
+        ({"prompt": "x", "seed": SEED_LIMIT}, "seed"),
+        ({"prompt": "x", "steps": 0}, "Steps"),
+        ({"prompt": "x", "steps": 51}, "Steps"),
+        ({"prompt": "x", "guidance": 20.5}, "Guidance"),
+        ({"prompt": "x", "size": "huge"}, "Unknown size"),
+    ],
+)
+def test_imagine_refusals(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(UserInputError, match=message):
+        imagine_request(GEN, **kwargs)  # type: ignore[arg-type]
+
+
+def test_suffixes_one_per_line() -> None:
+    assert parse_suffixes(", artsy\n\n  watercolor  \n", REFINE) == (", artsy", " watercolor")
+    with pytest.raises(UserInputError, match="at least one"):
+        parse_suffixes(" \n\t\n", REFINE)
+    with pytest.raises(UserInputError, match="At most 4"):
+        parse_suffixes("a\nb\nc\nd\ne", REFINE)
+    with pytest.raises(UserInputError, match="Line 2"):
+        parse_suffixes("a\n" + "b" * 201, REFINE)
+
+
+@given(st.text(max_size=400))
+def test_parse_suffixes_never_crashes(text: str) -> None:
+    try:
+        suffixes = parse_suffixes(text, REFINE)
+    except UserInputError:
+        return
+    assert 1 <= len(suffixes) <= 4
+    assert all(s.strip() and "\n" not in s for s in suffixes)
+
+
+def test_refine_reuses_the_tile_seed_and_prompt() -> None:
+    parent = imagine_request(GEN, prompt="a cat", seed=100)
+    request = refine_request(parent, parent_job=7, tile_index=3, tile=Tile("a cat", 102), suffixes=(", artsy", " neon"))
+    assert request.kind is JobKind.REFINE
+    assert request.tiles() == (Tile("a cat, artsy", 102), Tile("a cat neon", 102))
+    assert (request.parent_job, request.parent_tile) == (7, 3)
+
+
+def test_reroll_keeps_everything_but_the_seed() -> None:
+    parent = imagine_request(GEN, prompt="a cat", seed=100, steps=12, guidance=3, size="portrait", guild_id=1)
+    request = reroll_request(parent, parent_job=1, user_id=9)
+    assert (request.prompt, request.steps, request.guidance, request.width, request.height) == (
+        "a cat",
+        12,
+        3.0,
+        512,
+        768,
+    )
+    assert request.guild_id == 1 and request.user_id == 9 and request.parent_job == 1
