@@ -1,11 +1,11 @@
 """The anti-pattern, on purpose: a minimal discord.py bot that runs diffusers inside its slash command.
 
 This is what many Discord image bots do, and what seedgrid's design exists to avoid (see
-``DESIGN.md``, "Anti-patterns"): the pipeline is called directly in the ``async def``
+``README.md``, "How it works"): the pipeline is called directly in the ``async def``
 handler, so the event loop (gateway heartbeats, every other interaction) stands still for
 the whole generation, and the handler only defers *after* it, by which time Discord's 3 s
 for the first response have usually passed. The benchmarks run it next to seedgrid under
-the same load to show what the executor buys.
+the same load to show what the engine (jobs off the event loop, ``bot/engine/``) buys.
 
 It takes the same config file as seedgrid (only ``[model] id`` and the ``[discord]`` URLs are
 read) and offers ``/imagine prompt seed steps size`` with the config's size names, so the

@@ -48,11 +48,14 @@ class DiscordSettings:
     """Register the slash commands with Discord at start-up."""
     progress_interval: float = 2.0
     """Seconds between progress edits of one message (Discord rate-limits edits)."""
+    delivery_retry_for: float = 900.0
+    """Seconds to keep retrying a finished job's post while Discord answers 5xx or the connection fails."""
 
     def validate(self, key: str) -> None:
         _check_scheme(self.api_base_url, ("http", "https"), f"{key}.api_base_url")
         _check_scheme(self.gateway_url, ("ws", "wss"), f"{key}.gateway_url")
         _check(0.5 <= self.progress_interval <= 60, f"{key}.progress_interval", "must be in 0.5..60 seconds")
+        _check(1 <= self.delivery_retry_for <= 86400, f"{key}.delivery_retry_for", "must be in 1..86400 seconds")
 
 
 DEVICES = ("auto", "cuda", "cpu", "mps")
@@ -163,32 +166,27 @@ class GenerationSettings:
     """Negative prompt used when a member gives none."""
 
     def validate(self, key: str) -> None:
-        _check(
-            1 <= self.min_steps <= self.max_steps <= 500,
-            f"{key}.max_steps",
-            f"need 1 <= min_steps <= max_steps <= 500, got {self.min_steps}..{self.max_steps}",
-        )
-        _check(
-            self.min_steps <= self.default_steps <= self.max_steps,
-            f"{key}.default_steps",
-            f"must be in min_steps..max_steps ({self.min_steps}..{self.max_steps}), got {self.default_steps}",
-        )
-        _check(
-            0 <= self.min_guidance <= self.max_guidance <= 50,
-            f"{key}.max_guidance",
-            f"need 0 <= min_guidance <= max_guidance <= 50, got {self.min_guidance}..{self.max_guidance}",
-        )
-        _check(
-            self.min_guidance <= self.default_guidance <= self.max_guidance,
-            f"{key}.default_guidance",
-            f"must be in min_guidance..max_guidance ({self.min_guidance}..{self.max_guidance}), "
-            f"got {self.default_guidance}",
-        )
+        self._check_range(key, "steps", 1, 500)
+        self._check_range(key, "guidance", 0, 50)
         _check(1 <= len(self.sizes) <= 25, f"{key}.sizes", "needs 1 to 25 entries (Discord's choice limit)")
         names = [s.name for s in self.sizes]
         _check(len(set(names)) == len(names), f"{key}.sizes", f"names must be unique, got {names}")
         for i, size in enumerate(self.sizes):
             size.validate(f"{key}.sizes[{i}]")
+
+    def _check_range(self, key: str, name: str, floor: float, ceiling: float) -> None:
+        """``min_<name> <= default_<name> <= max_<name>``, all within ``floor..ceiling``."""
+        low, default, high = (getattr(self, f"{bound}_{name}") for bound in ("min", "default", "max"))
+        _check(
+            floor <= low <= high <= ceiling,
+            f"{key}.max_{name}",
+            f"need {floor} <= min_{name} <= max_{name} <= {ceiling}, got {low}..{high}",
+        )
+        _check(
+            low <= default <= high,
+            f"{key}.default_{name}",
+            f"must be in min_{name}..max_{name} ({low}..{high}), got {default}",
+        )
 
     def size(self, name: str | None) -> Size:
         """The named size, or the default (first) one; ``KeyError`` for a name not in the list."""

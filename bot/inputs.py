@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import replace
+from typing import TypedDict
 
 from bot.config import GenerationSettings, RefineSettings
 from bot.jobs import MAX_SUFFIXES, SEED_LIMIT, JobKind, JobRequest, Tile, random_seed
@@ -20,6 +21,14 @@ MAX_REFINED_PROMPT_LENGTH = 2000
 """A tile's prompt grows with every refinement; past this it is time for a fresh /imagine."""
 
 _JOINERS = (",", ";", ".", ":", "!", "?", " ", "\t")
+
+
+class Origin(TypedDict):
+    """Who asked, and where: the member, the server (None in direct messages), the channel."""
+
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
 
 
 class UserInputError(ValueError):
@@ -141,7 +150,12 @@ def refine_request(
 
 
 def reroll_request(
-    parent: JobRequest, *, parent_job: int, user_id: int = 0, channel_id: int | None = None
+    parent: JobRequest,
+    *,
+    parent_job: int,
+    user_id: int = 0,
+    guild_id: int | None = None,
+    channel_id: int | None = None,
 ) -> JobRequest:
     """Same prompt and settings, four new random seeds."""
     return replace(
@@ -150,6 +164,7 @@ def reroll_request(
         suffixes=(),
         seed=random_seed(),
         user_id=user_id,
+        guild_id=guild_id if guild_id is not None else parent.guild_id,
         channel_id=channel_id if channel_id is not None else parent.channel_id,
         parent_job=parent_job,
         parent_tile=None,

@@ -133,6 +133,11 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     """Wall-clock times (``time.time()``) recorded by the store."""
+    delivery_started_at: float | None = None
+    """When posting the outcome began; set, and not delivered, means: look before posting again."""
+    reply_token: str | None = field(default=None, repr=False)
+    """What the front end needs to reach the job's message again (Discord: the interaction token)."""
+    reply_token_at: float | None = None
 
     @property
     def tiles(self) -> tuple[Tile, ...]:

@@ -100,6 +100,7 @@ def status_report(status: EngineStatus, *, uptime: float) -> str:
         queue + (text("admin.status.paused") if status.paused else ""),
         *_worker_lines(status.workers),
         done,
+        *([text("admin.status.delivering", count=status.waiting_for_delivery)] if status.waiting_for_delivery else []),
         text("admin.status.uptime", uptime=_duration(uptime)),
     ]
     return "\n".join(lines)

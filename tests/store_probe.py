@@ -7,6 +7,7 @@ itself only ever goes through :class:`bot.engine.Engine`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -30,6 +31,14 @@ async def delivered(database: Path | str) -> dict[str, int | None]:
     return {str(prompt): None if message_id is None else int(message_id) for prompt, message_id in rows}
 
 
+async def delivered_jobs(database: Path | str) -> dict[int, int | None]:
+    """As :func:`delivered`, by job id."""
+    query = "SELECT id, message_id FROM jobs WHERE delivered_at IS NOT NULL"
+    async with aiosqlite.connect(database) as db, db.execute(query) as cursor:
+        rows = await cursor.fetchall()
+    return {int(job_id): None if message_id is None else int(message_id) for job_id, message_id in rows}
+
+
 async def delete_job(database: Path | str, job_id: int) -> bool:
     """Forget a job and its tiles (its buttons then answer that the grid is no longer known)."""
     async with aiosqlite.connect(database) as db:
@@ -39,3 +48,21 @@ async def delete_job(database: Path | str, job_id: int) -> bool:
             deleted = cursor.rowcount > 0
         await db.commit()
     return deleted
+
+
+JOB_FIELDS = (
+    "id", "kind", "status", "prompt", "suffixes", "user_id", "channel_id", "parent_job", "parent_tile",
+    "message_id", "created_at", "started_at", "finished_at", "delivery_started_at", "delivered_at", "error",
+)  # fmt: skip
+"""The columns :func:`jobs` reads (the soak's accounting needs nothing else)."""
+
+
+async def jobs(database: Path | str) -> list[dict[str, Any]]:
+    """Every stored job, oldest first, as ``{column: value}`` for the columns in :data:`JOB_FIELDS`.
+
+    A plain read: it can be called while the bot writes, or after it was killed mid-write.
+    """
+    query = f"SELECT {', '.join(JOB_FIELDS)} FROM jobs ORDER BY id"
+    async with aiosqlite.connect(database) as db, db.execute(query) as cursor:
+        rows = await cursor.fetchall()
+    return [dict(zip(JOB_FIELDS, row, strict=True)) for row in rows]

@@ -58,6 +58,8 @@ class EngineStatus:
     """The live workers of the redis backend; None for the local one."""
     run_times: list[float]
     """Seconds each job that finished successfully since the time asked about took."""
+    waiting_for_delivery: int = 0
+    """Finished jobs whose outcome is being posted (or retried, while Discord has trouble)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,13 +230,25 @@ class Engine:
 
     # --- recording delivery ---
 
-    async def set_message(self, job_id: int, message_id: int) -> None:
-        """The message a job shows itself on (its status, then its outcome)."""
-        await self._store.set_message(job_id, message_id)
+    async def set_message(self, job_id: int, message_id: int, *, reply_token: str | None = None) -> None:
+        """The message a job shows itself on (its status, then its outcome).
+
+        ``reply_token``: what reaches that message again for a while (Discord's interaction token, valid
+        15 minutes), kept until the job is delivered so that a restart can look at what is already posted.
+        """
+        await self._store.set_message(job_id, message_id, reply_token=reply_token, token_at=time.time())
+
+    async def delivering(self, job_id: int) -> None:
+        """Posting the outcome starts now: after a crash, look at what Discord has before posting again."""
+        await self._store.mark_delivering(job_id)
 
     async def delivered(self, job_id: int, message_id: int | None) -> None:
         """The outcome is posted: a restart will not run or post this job again."""
         await self._store.mark_delivered(job_id, message_id)
+
+    async def undeliverable(self, job_id: int, reason: str) -> None:
+        """Discord refused the outcome for good, or for too long: the job failed, and is not posted again."""
+        await self._store.mark_undeliverable(job_id, reason)
 
     # --- for admins ---
 
@@ -248,14 +262,11 @@ class Engine:
             paused=backend.paused,
             workers=backend.workers,
             run_times=await self._store.finished_since(since),
+            waiting_for_delivery=await self._store.waiting_for_delivery(),
         )
 
     def queue(self) -> QueueListing:
         return QueueListing(running=self._backend.running, waiting=self._backend.waiting)
-
-    @property
-    def paused(self) -> bool:
-        return self._backend.paused
 
     def pause(self) -> None:
         """Refuse new jobs and start no queued ones until :meth:`resume` (running jobs finish)."""

@@ -31,9 +31,6 @@ class FairQueue(Generic[K, T]):
     def __bool__(self) -> bool:
         return bool(self._turns)
 
-    def __contains__(self, item: object) -> bool:
-        return any(item in items for items in self._turns.values())
-
     def push(self, key: K, item: T) -> None:
         """Queue ``item`` for user ``key`` (a user new to the queue has had no turn yet)."""
         self._turns.setdefault(key, collections.deque()).append(item)

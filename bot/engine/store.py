@@ -19,7 +19,7 @@ from bot.jobs import Job, JobKind, JobRequest, JobStatus, Tile
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -46,7 +46,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     elapsed     REAL,
     error       TEXT,
     delivered_at REAL,                    -- when the outcome was posted (exactly-once delivery)
-    policy      TEXT    NOT NULL DEFAULT 'allow'   -- allow | blur | spoiler for flagged tiles
+    policy      TEXT    NOT NULL DEFAULT 'allow',  -- allow | blur | spoiler for flagged tiles
+    delivery_started_at REAL,             -- the outcome's post was sent (it may be on Discord already)
+    reply_token TEXT,                     -- how the front end reaches the job's message (cleared once posted)
+    reply_token_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE TABLE IF NOT EXISTS tiles (
@@ -58,38 +61,31 @@ CREATE TABLE IF NOT EXISTS tiles (
 );
 """
 
-_JOB_COLUMNS = (
-    "id, kind, status, prompt, negative, seed, steps, guidance, width, height, suffixes, "
-    "user_id, guild_id, channel_id, parent_job, parent_tile, message_id, started_at, finished_at, policy"
-)
+_REQUEST_COLUMNS = (
+    "kind", "prompt", "negative", "seed", "steps", "guidance", "width", "height", "suffixes",
+    "user_id", "guild_id", "channel_id", "parent_job", "parent_tile", "policy",
+)  # fmt: skip
+"""The columns that hold a :class:`JobRequest`, named as its fields."""
+_STATE_COLUMNS = (
+    "id", "status", "message_id", "started_at", "finished_at", "delivery_started_at", "reply_token", "reply_token_at",
+)  # fmt: skip
+_JOB_COLUMNS = ", ".join(_STATE_COLUMNS + _REQUEST_COLUMNS)
+
+
+def _request_row(request: JobRequest) -> tuple[Any, ...]:
+    values = {name: getattr(request, name) for name in _REQUEST_COLUMNS}
+    values["kind"] = request.kind.value
+    values["suffixes"] = json.dumps(list(request.suffixes))
+    return tuple(values[name] for name in _REQUEST_COLUMNS)
 
 
 def _job_from_row(row: Any) -> Job:
-    request = JobRequest(
-        kind=JobKind(row[1]),
-        prompt=row[3],
-        negative=row[4],
-        seed=row[5],
-        steps=row[6],
-        guidance=row[7],
-        width=row[8],
-        height=row[9],
-        suffixes=tuple(json.loads(row[10])),
-        user_id=row[11],
-        guild_id=row[12],
-        channel_id=row[13],
-        parent_job=row[14],
-        parent_tile=row[15],
-        policy=row[19],
-    )
-    return Job(
-        id=row[0],
-        request=request,
-        status=JobStatus(row[2]),
-        message_id=row[16],
-        started_at=row[17],
-        finished_at=row[18],
-    )
+    state = dict(zip(_STATE_COLUMNS, row[: len(_STATE_COLUMNS)], strict=True))
+    state["status"] = JobStatus(state["status"])
+    fields = dict(zip(_REQUEST_COLUMNS, row[len(_STATE_COLUMNS) :], strict=True))
+    fields["kind"] = JobKind(fields["kind"])
+    fields["suffixes"] = tuple(json.loads(fields["suffixes"]))
+    return Job(request=JobRequest(**fields), **state)
 
 
 class Store:
@@ -117,6 +113,9 @@ class Store:
             await db.execute("ALTER TABLE jobs ADD COLUMN delivered_at REAL")
         if 0 < version < 3:  # and the content policy
             await db.execute("ALTER TABLE jobs ADD COLUMN policy TEXT NOT NULL DEFAULT 'allow'")
+        if 0 < version < 4:  # and reconciling a delivery a crash interrupted
+            for column in ("delivery_started_at REAL", "reply_token TEXT", "reply_token_at REAL"):
+                await db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
         await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         await db.commit()
         log.debug("store opened at %s", path)
@@ -132,29 +131,11 @@ class Store:
 
     async def _create_job(self, request: JobRequest) -> Job:
         now = time.time()
+        columns = ", ".join((*_REQUEST_COLUMNS, "status", "created_at"))
+        marks = ", ".join("?" for _ in range(len(_REQUEST_COLUMNS) + 2))
         async with self._db.execute(
-            "INSERT INTO jobs (kind, status, prompt, negative, seed, steps, guidance, width, height, suffixes,"
-            " user_id, guild_id, channel_id, parent_job, parent_tile, created_at, policy)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                request.kind.value,
-                JobStatus.QUEUED.value,
-                request.prompt,
-                request.negative,
-                request.seed,
-                request.steps,
-                request.guidance,
-                request.width,
-                request.height,
-                json.dumps(list(request.suffixes)),
-                request.user_id,
-                request.guild_id,
-                request.channel_id,
-                request.parent_job,
-                request.parent_tile,
-                now,
-                request.policy,
-            ),
+            f"INSERT INTO jobs ({columns}) VALUES ({marks})",
+            (*_request_row(request), JobStatus.QUEUED.value, now),
         ) as cursor:
             job_id = cursor.lastrowid
         assert job_id is not None
@@ -199,15 +180,39 @@ class Store:
     ) -> None:
         await self._update(job_id, status=status.value, finished_at=time.time(), elapsed=elapsed, error=error)
 
-    async def set_message(self, job_id: int, message_id: int) -> None:
-        await self._update(job_id, message_id=message_id)
+    async def set_message(
+        self, job_id: int, message_id: int, *, reply_token: str | None = None, token_at: float | None = None
+    ) -> None:
+        if reply_token is None:
+            await self._update(job_id, message_id=message_id)
+        else:
+            await self._update(job_id, message_id=message_id, reply_token=reply_token, reply_token_at=token_at)
+
+    async def mark_delivering(self, job_id: int) -> None:
+        """The outcome is about to be posted: after a crash from here on, look on Discord before posting again."""
+        await self._update(job_id, delivery_started_at=time.time())
+
+    async def waiting_for_delivery(self) -> int:
+        """Jobs whose outcome is being posted (or retried) right now."""
+        async with self._db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE delivered_at IS NULL AND delivery_started_at IS NOT NULL AND status = ?",
+            (JobStatus.DONE.value,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
     async def mark_delivered(self, job_id: int, message_id: int | None) -> None:
         """The outcome is posted: a restart will not run or post this job again."""
         if message_id is None:
-            await self._update(job_id, delivered_at=time.time())
+            await self._update(job_id, delivered_at=time.time(), reply_token=None)
         else:
-            await self._update(job_id, delivered_at=time.time(), message_id=message_id)
+            await self._update(job_id, delivered_at=time.time(), message_id=message_id, reply_token=None)
+
+    async def mark_undeliverable(self, job_id: int, reason: str) -> None:
+        """Discord refused the outcome for good (or for too long): the job failed, and is not posted again."""
+        await self._update(
+            job_id, status=JobStatus.FAILED.value, error=reason, delivered_at=time.time(), reply_token=None
+        )
 
     async def undelivered(self) -> list[Job]:
         """Jobs accepted but never posted (queued, running, or done when the bot stopped), oldest first."""

@@ -101,12 +101,18 @@ def encode_job(wire: WireJob) -> dict[bytes, bytes]:
     return {b"job": json.dumps(body, ensure_ascii=False).encode()}
 
 
+def _body(raw: bytes, what: str) -> Any:
+    """A JSON body of this wire version (``WireError`` for another one)."""
+    body = json.loads(raw)
+    if body.get("v") != WIRE_VERSION:
+        raise WireError(f"{what} of wire version {body.get('v')!r}, this one speaks {WIRE_VERSION}")
+    return body
+
+
 def decode_job(fields: dict[bytes, bytes]) -> WireJob:
     """The job of a stream entry. Raises :class:`WireError`."""
     try:
-        body = json.loads(fields[b"job"])
-        if body.get("v") != WIRE_VERSION:
-            raise WireError(f"job of wire version {body.get('v')!r}, this worker speaks {WIRE_VERSION}")
+        body = _body(fields[b"job"], "job")
         data = dict(body["request"])
         data["kind"] = JobKind(data["kind"])
         data["suffixes"] = tuple(data["suffixes"])
@@ -199,9 +205,7 @@ def encode_result(result: JobResult, *, with_tiles: bool) -> dict[str, bytes]:
 
 def decode_result(fields: dict[bytes, bytes]) -> JobResult:
     try:
-        meta = json.loads(fields[b"meta"])
-        if meta.get("v") != WIRE_VERSION:
-            raise WireError(f"result of wire version {meta.get('v')!r}")
+        meta = _body(fields[b"meta"], "result")
         count = int(meta["count"])
         keys = [f"tile{i}".encode() for i in range(count)]
         images = Tiles.from_pngs([fields[k] for k in keys]) if all(k in fields for k in keys) else _NotSent(count)

@@ -16,12 +16,12 @@ import discord
 from discord.ext import commands
 
 from bot.engine import BackendClosedError, QueueFullError
-from bot.inputs import UserInputError, imagine_request, parse_suffixes, refine_request, reroll_request
+from bot.inputs import Origin, UserInputError, imagine_request, parse_suffixes, refine_request, reroll_request
 from bot.jobs import Job, JobRequest, Tile
 from bot.texts import Text, text
 from cogs.imagine._access import Gatekeeper
 from cogs.imagine._command import imagine_command
-from cogs.imagine._delivery import Delivery
+from cogs.imagine._delivery import Delivery, RetryPolicy, find_posted
 from cogs.imagine._messages import status_text
 from cogs.imagine._views import BUTTONS, RefineModal, cancel_view
 from cogs.replies import NO_MENTIONS, reply_error
@@ -82,9 +82,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
                 steps=steps,
                 guidance=guidance,
                 size=size,
-                user_id=interaction.user.id,
-                guild_id=interaction.guild_id,
-                channel_id=interaction.channel_id,
+                **_origin(interaction),
             )
         except UserInputError as exc:
             await reply_error(interaction, exc.text)
@@ -99,7 +97,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
             raise
         message_id = response.message_id if response is not None else None
         if message_id is not None:
-            await self.engine.set_message(job.id, message_id)
+            await self.engine.set_message(job.id, message_id, reply_token=interaction.token)
         self.engine.start(job, self._delivery(job, interaction=interaction, reply_to=message_id))
         await self._tell_what_was_cut(interaction, request.prompt)
 
@@ -149,9 +147,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
                 tile_index=tile_index,
                 tile=tile,
                 suffixes=suffixes,
-                user_id=interaction.user.id,
-                guild_id=interaction.guild_id,
-                channel_id=interaction.channel_id,
+                **_origin(interaction),
             )
         except UserInputError as exc:
             await reply_error(interaction, exc.text)
@@ -166,9 +162,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
         if denied:
             await reply_error(interaction, denied)
             return
-        request = reroll_request(
-            parent.request, parent_job=parent.id, user_id=interaction.user.id, channel_id=interaction.channel_id
-        )
+        request = reroll_request(parent.request, parent_job=parent.id, **_origin(interaction))
         await self._start_reply(interaction, request, request.prompt, request.negative)
 
     async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
@@ -249,6 +243,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
             self.bot.get_partial_messageable(channel_id, guild_id=job.request.guild_id),
             progress_interval=self.settings.discord.progress_interval,
             model_id=self.settings.model.id,
+            retry=RetryPolicy(give_up_after=self.settings.discord.delivery_retry_for),
             interaction=interaction,
             message=message,
             reply_to=reply_to,
@@ -262,6 +257,16 @@ class ImagineCog(commands.Cog, name="Imagine"):
                 log.warning("job %d has no channel to be delivered to; leaving it", job.id)
                 await self.engine.delivered(job.id, None)
                 continue
+            if job.delivery_started_at is not None:  # the crash came while posting: is the grid out there?
+                posted = await find_posted(self.bot, job)
+                if posted is not None:
+                    log.info(
+                        "job %d: its grid is already on Discord (message %d); recorded, not posted again",
+                        job.id,
+                        posted.id,
+                    )
+                    await self.engine.delivered(job.id, posted.id)
+                    continue
             if job.request.parent_job is None:  # a slash command: its token is gone, reply to its message
                 delivery = self._delivery(job, reply_to=job.message_id)
             else:  # refine / re-roll: the bot's own reply message is edited in place
@@ -271,3 +276,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
             self.engine.start(job, delivery)
         if jobs:
             log.info("recovered %d unfinished job(s) from the store: %s", len(jobs), [j.id for j in jobs])
+
+
+def _origin(interaction: discord.Interaction) -> Origin:
+    return Origin(user_id=interaction.user.id, guild_id=interaction.guild_id, channel_id=interaction.channel_id)

@@ -21,8 +21,14 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+import aiohttp
 import discord
 
 from bot.diffusion.preview import PREVIEW_EXTENSION
@@ -39,12 +45,30 @@ from cogs.replies import NO_MENTIONS
 log = logging.getLogger(__name__)
 
 EXPIRED_TOKEN_CODES = {50027, 10015}  # Invalid Webhook Token, Unknown Webhook
+UNKNOWN_MESSAGE = 10008
+_TRANSIENT = (discord.DiscordServerError, aiohttp.ClientError, TimeoutError, ConnectionError)
+"""What is worth another try: Discord's 5xx, and connections that failed, dropped or timed out."""
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 """Discord's upload limit for a server without boosts; interactions tell the exact figure."""
 
 
 def _token_expired(exc: discord.HTTPException) -> bool:
     return exc.code in EXPIRED_TOKEN_CODES or exc.status == 401
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, discord.HTTPException):
+        return f"{exc.status} {exc.text}".strip()
+    return type(exc).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a finished job's post is retried while Discord has passing trouble."""
+
+    give_up_after: float = 900.0
+    first_delay: float = 0.5
+    max_delay: float = 30.0
 
 
 class Delivery:
@@ -58,6 +82,7 @@ class Delivery:
         *,
         progress_interval: float,
         model_id: str,
+        retry: RetryPolicy,
         interaction: discord.Interaction | None = None,
         message: discord.Message | discord.PartialMessage | None = None,
         reply_to: int | None = None,
@@ -70,6 +95,7 @@ class Delivery:
         self.reply_to = reply_to
         self.mention = f"<@{job.request.user_id}>"
         self.model_id = model_id  # the config's, for when no worker has said what it runs
+        self.retry = retry
         self._view = cancel_view(job)
         self._status = Status(status_text(job, None))
         self._editor = StatusEditor(self._show, progress_interval)
@@ -95,7 +121,12 @@ class Delivery:
         await self.edit(**fields)
 
     async def _post_outcome(self, outcome: Terminal) -> None:
-        """The grid, or why there is none; then the job is recorded as delivered."""
+        """The grid, or why there is none; then the job is recorded as delivered.
+
+        Discord's passing trouble (5xx, timeouts, dropped connections) is retried with backoff for
+        up to ``discord.delivery_retry_for`` seconds; a definitive refusal (403, 404) or running out
+        of time fails the job aloud: the admin's log says why and the job is not posted again.
+        """
         job = self.job
         if isinstance(outcome, Interrupted):  # the job stays stored and runs again at the next start
             try:
@@ -103,23 +134,33 @@ class Delivery:
             except discord.HTTPException:
                 log.exception("could not update the message of job %d", job.id)
             return
+        post: Callable[[], Awaitable[discord.Message]]
+        if isinstance(outcome, Done):
+            post = await self._grid_post(outcome.result)
+            await self.engine.delivering(job.id)  # from here on, a restart looks on Discord before posting
+        elif isinstance(outcome, Failed):
+            content = job_line(job, text("job.failed", reason=outcome.reason))
+            post = partial(self._final, content=content)
+        else:
+            assert isinstance(outcome, Cancelled)
+            post = partial(self._final, content=cancelled_text(job, outcome.by))
         try:
-            if isinstance(outcome, Done):
-                message = await self._post_grid(outcome.result)
-            elif isinstance(outcome, Failed):
-                message = await self._final(content=job_line(job, text("job.failed", reason=outcome.reason)))
-            else:
-                assert isinstance(outcome, Cancelled)
-                message = await self._final(content=cancelled_text(job, outcome.by))
-        except (discord.Forbidden, discord.NotFound):
-            log.exception("job %d cannot be delivered (no access to its channel or message); giving up", job.id)
-            message = None
-        except discord.HTTPException:
-            log.exception("job %d could not be delivered now; it will be retried at the next start", job.id)
+            message = await self._retrying(post)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            reason = f"Discord refused it: {exc.status} {exc.text or type(exc).__name__}"
+            log.error("job %d cannot be delivered (no access to its channel or message): %s; giving up", job.id, reason)
+            await self.engine.undeliverable(job.id, reason)
+            await self._say(text("job.undeliverable", reason=f"{exc.status} {exc.text}".strip(), job=job.id))
             return
-        await self.engine.delivered(job.id, None if message is None else message.id)
+        except _TRANSIENT as exc:
+            reason = f"Discord kept failing for {self.retry.give_up_after:.0f} s ({_describe(exc)})"
+            log.error("job %d could not be delivered: %s; giving up", job.id, reason)
+            await self.engine.undeliverable(job.id, reason)
+            return
+        await self.engine.delivered(job.id, message.id)
 
-    async def _post_grid(self, result: JobResult) -> discord.Message:
+    async def _grid_post(self, result: JobResult) -> Callable[[], Awaitable[discord.Message]]:
+        """Encode the grid once (off the event loop); the returned call posts it, as often as it must."""
         job = self.job
         # the channel's policy for flagged tiles, and the upload limit, applied off the event loop
         publication = await asyncio.to_thread(apply_policy, result, job.request.policy)
@@ -128,17 +169,63 @@ class Delivery:
         if len(image) > upload_limit:
             image, ext = await asyncio.to_thread(_reencode, image, upload_limit)
             log.info("job %d grid re-encoded as %s to fit %d bytes", job.id, ext, upload_limit)
-        embed, file = grid_message(
-            job,
-            result,
-            model=self._model_name(),
-            image=image,
-            ext=ext,
-            spoiler=publication.spoiler,
-            flagged=publication.flagged if job.request.policy != "allow" else (),
-            hidden=job.request.policy == "blur",
-        )
-        return await self._final(content=None, embed=embed, attachments=[file], view=grid_view(job, len(result.tiles)))
+
+        async def post() -> discord.Message:
+            embed, file = grid_message(  # a new file each attempt: a failed upload has read the last one
+                job,
+                result,
+                model=self._model_name(),
+                image=image,
+                ext=ext,
+                spoiler=publication.spoiler,
+                flagged=publication.flagged if job.request.policy != "allow" else (),
+                hidden=job.request.policy == "blur",
+            )
+            view = grid_view(job, len(result.tiles))
+            return await self._final(content=None, embed=embed, attachments=[file], view=view)
+
+        return post
+
+    async def _retrying(self, post: Callable[[], Awaitable[discord.Message]]) -> discord.Message:
+        """``post()``, again after passing trouble, with exponential backoff and jitter, for a bounded time."""
+        retry = self.retry
+        deadline = time.monotonic() + retry.give_up_after
+        delay = retry.first_delay
+        attempt = 1
+        while True:
+            try:
+                return await post()
+            except discord.NotFound as exc:
+                if exc.code != UNKNOWN_MESSAGE or (self.message is None and self.interaction is None):
+                    raise
+                # a moderator deleted the job's message: post the outcome as a new one instead
+                log.warning("job %d: its message is gone; posting the outcome as a new message", self.job.id)
+                self.interaction, self.message = None, None
+            except _TRANSIENT as exc:
+                pause = min(delay, retry.max_delay) * random.uniform(0.5, 1.5)
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning(
+                    "job %d: delivery attempt %d failed (%s); retrying in %.1f s",
+                    self.job.id,
+                    attempt,
+                    _describe(exc),
+                    pause,
+                )
+                if attempt == 1:
+                    await self._say(text("job.delivery_trouble"))
+                await asyncio.sleep(pause)
+                delay *= 2
+                attempt += 1
+
+    async def _say(self, line: str) -> None:
+        """Say why the outcome is late or missing on the job's message, if a small text edit gets through."""
+        if self.message is None and (self.interaction is None or self.interaction.is_expired()):
+            return  # no message to edit yet: a new one would take the outcome's nonce
+        try:
+            await self.edit(content=job_line(self.job, line), view=None, attachments=[])
+        except (discord.HTTPException, *_TRANSIENT):
+            pass
 
     def _model_name(self) -> str:
         info = self.engine.info
@@ -197,3 +284,64 @@ def _reencode(png: bytes, limit: int) -> tuple[bytes, str]:
 
     with Image.open(io.BytesIO(png)) as image:
         return encode_to_fit(image.convert("RGB"), limit)
+
+
+# --- after a crash: is the outcome on Discord already? ---------------------------------------------
+
+TOKEN_LIFETIME = 15 * 60 - 30
+"""Seconds an interaction token can be used after it was stored (Discord's 15 minutes, with a margin)."""
+HISTORY_LOOKBACK = 50
+"""Messages after a job's original message searched for a grid posted as a channel reply."""
+
+
+def carries_grid(message: discord.Message | discord.WebhookMessage, job_id: int) -> bool:
+    """Whether a message is this job's posted grid: its number buttons name the job (``sg:tile:<job>:N``)."""
+    prefix = f"sg:tile:{job_id}:"
+    for row in message.components:
+        for item in getattr(row, "children", [row]):
+            custom_id = getattr(item, "custom_id", None)
+            if isinstance(custom_id, str) and custom_id.startswith(prefix):
+                return True
+    return False
+
+
+async def find_posted(client: discord.Client, job: Job) -> discord.Message | discord.WebhookMessage | None:
+    """The message that already carries ``job``'s grid, if a crash came between posting it and recording it.
+
+    Looked for where the delivery may have put it: the interaction's original response (through its
+    token while it lives, else through the channel), the bot's own reply message (refine, re-roll),
+    and the channel messages after the original one (a grid posted as a channel reply once the token
+    had expired). Anything Discord will not show (no access, deleted) counts as not found.
+    """
+    channel_id = job.request.channel_id
+    if channel_id is None:
+        return None
+    token_alive = job.reply_token is not None and time.time() - (job.reply_token_at or 0.0) < TOKEN_LIFETIME
+    if token_alive and job.message_id is not None and client.application_id is not None:
+        webhook = discord.Webhook.partial(client.application_id, job.reply_token or "", client=client)
+        found = await _look(webhook.fetch_message(job.message_id), job.id)
+        if found is not None:
+            return found
+    channel = client.get_partial_messageable(channel_id, guild_id=job.request.guild_id)
+    if job.message_id is None:
+        return None
+    found = await _look(channel.fetch_message(job.message_id), job.id)
+    if found is not None or job.request.parent_job is not None:  # refine / re-roll: edited in place, nowhere else
+        return found
+    try:
+        async for message in channel.history(after=discord.Object(job.message_id), limit=HISTORY_LOOKBACK):
+            if client.user is not None and message.author.id == client.user.id and carries_grid(message, job.id):
+                return message
+    except (discord.Forbidden, discord.NotFound):
+        pass
+    return None
+
+
+async def _look(
+    fetch: Awaitable[discord.Message | discord.WebhookMessage], job_id: int
+) -> discord.Message | discord.WebhookMessage | None:
+    try:
+        message = await fetch
+    except (discord.Forbidden, discord.NotFound, discord.HTTPException):
+        return None
+    return message if carries_grid(message, job_id) else None

@@ -1,3 +1,6 @@
+"""Settings from TOML (``bot/config.py``): defaults, validation errors that name the key, secrets from the
+environment only."""
+
 from pathlib import Path
 
 import pytest

@@ -1,3 +1,6 @@
+"""What a member typed → a valid job request or a clear refusal (``bot/inputs.py``): prompts, seeds, suffixes,
+refine and re-roll."""
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st

@@ -7,7 +7,7 @@ response the fake returns is validated against Discord's OpenAPI description (``
 from tests.fakediscord.errors import DiscordHTTPError, FakeDiscordError
 from tests.fakediscord.interactions import CallbackRecord, Interaction, RejectedCallback
 from tests.fakediscord.models import Channel, Guild, Intents, Member, Permissions, Role, Upload, User
-from tests.fakediscord.rest import Injection, RequestDetail, RequestRecord
+from tests.fakediscord.rest import Hold, Injection, RequestDetail, RequestRecord
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.spec import DiscordSpec, SchemaError, load_spec
 
@@ -19,6 +19,7 @@ __all__ = [
     "FakeDiscord",
     "FakeDiscordError",
     "Guild",
+    "Hold",
     "Injection",
     "Intents",
     "Interaction",

@@ -13,6 +13,7 @@ Every request under ``/api/v10`` goes through :meth:`RestApi.handle`:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -69,6 +70,8 @@ class Injection:
     retry_after: float
     is_global: bool = False
     hits: int = 0
+    when: Callable[[RequestDetail], bool] | None = None
+    """Only requests whose body (``RequestDetail.payload``, ``files``) satisfies this; checked once it is read."""
 
     @property
     def remaining(self) -> int:
@@ -76,6 +79,28 @@ class Injection:
 
     def matches(self, method: str, path: str) -> bool:
         return self.remaining > 0 and (self.method in (None, "*", method)) and bool(self.pattern.search(path))
+
+
+@dataclass
+class Hold:
+    """The next request matching ``method``, ``pattern`` and ``when`` is handled — its effect is stored, as
+    Discord would — but its response waits until :meth:`release`: the window in which a client can die
+    after Discord did something and before it heard so."""
+
+    method: str | None
+    pattern: re.Pattern[str]
+    when: Callable[[RequestDetail], bool] | None = None
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    detail: RequestDetail | None = None
+
+    def matches(self, method: str, detail: RequestDetail) -> bool:
+        if self.reached.is_set() or self.method not in (None, "*", method) or not self.pattern.search(detail.path):
+            return False
+        return self.when is None or self.when(detail)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 @dataclass
@@ -110,6 +135,7 @@ class RestApi:
         self.requests: list[RequestRecord] = []
         self.details: list[RequestDetail] = []
         self.injections: list[Injection] = []
+        self.holds: list[Hold] = []
         self._buckets: dict[str, _Bucket] = {}
 
     # ------------------------------------------------------------------ entry point
@@ -179,11 +205,22 @@ class RestApi:
             await request.read()
             return 429, limited, True
         ctx = await self._context(request, match, detail.timestamp, detail)
+        injected = self._injected(request.method, detail.path, detail)
+        if injected is not None:
+            status, body, extra = self._injection_reply(injected, op)
+            headers.update(extra)
+            return status, body, status == 429
         handler = self.handlers.get(op.operation_id)
         if handler is None:
             message = f"the fake does not implement {op.operation_id}"
             raise DiscordHTTPError(404, 0, "404: Not Found", detail=message, violation=True)
         status, body = await handler(ctx)
+        hold = next((h for h in self.holds if h.matches(request.method, detail)), None)
+        if hold is not None:
+            hold.detail = detail
+            hold.reached.set()
+            self.state.changed.notify()
+            await hold.released.wait()
         return status, body, True
 
     def _match(self, method: str, raw_path: str) -> RouteMatch | None:
@@ -194,9 +231,13 @@ class RestApi:
 
     # ------------------------------------------------------------------ failures and rate limits
 
-    def _injected(self, method: str, path: str) -> Injection | None:
+    def _injected(self, method: str, path: str, detail: RequestDetail | None = None) -> Injection | None:
+        """The injection for this request: before its body is read (``detail`` None) those without ``when``,
+        after it those with one."""
         for inj in self.injections:
-            if inj.matches(method, path):
+            if (inj.when is None) != (detail is None):
+                continue
+            if inj.matches(method, path) and (detail is None or inj.when is None or inj.when(detail)):
                 inj.hits += 1
                 if inj.remaining <= 0:
                     self.injections.remove(inj)

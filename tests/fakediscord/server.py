@@ -21,7 +21,7 @@ from tests.fakediscord.gateway import INVALID_SESSION, RECONNECT, Gateway
 from tests.fakediscord.interactions import Interaction
 from tests.fakediscord.messages import StoredMessage
 from tests.fakediscord.models import Channel, Guild, Intents, JSONDict, Member, Permissions, Role, User
-from tests.fakediscord.rest import Injection, RequestDetail, RequestRecord, RestApi
+from tests.fakediscord.rest import Hold, Injection, RequestDetail, RequestRecord, RestApi
 from tests.fakediscord.routes import Routes
 from tests.fakediscord.spec import API_PREFIX, DiscordSpec, load_spec
 from tests.fakediscord.state import DEFAULT_TOKEN, DEFAULT_UPLOAD_LIMIT, Config, FakeState
@@ -115,6 +115,8 @@ class FakeDiscord:
         self.gateway.resume_url = f"ws://127.0.0.1:{self._port}/gateway/resume"
 
     async def stop(self) -> None:
+        for held in self.rest.holds:  # a held response must not keep the server from stopping
+            held.release()
         await self.gateway.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -555,13 +557,21 @@ class FakeDiscord:
         count: int = 1,
         retry_after: float = 0.2,
         is_global: bool = False,
+        when: Callable[[RequestDetail], bool] | None = None,
     ) -> Injection:
         """Make the next ``count`` requests matching ``method`` (None/"*": any) and ``path_regex``
         (searched in the path relative to ``/api/v10``) fail with ``status`` (429 with Discord's body and
-        headers, or a 5xx)."""
-        injection = Injection(method, re.compile(path_regex), status, count, retry_after, is_global)
+        headers, a 5xx, or a 403/404). ``when`` narrows it to requests whose body satisfies it."""
+        injection = Injection(method, re.compile(path_regex), status, count, retry_after, is_global, when=when)
         self.rest.injections.append(injection)
         return injection
+
+    def hold(self, method: str | None, path_regex: str, *, when: Callable[[RequestDetail], bool] | None = None) -> Hold:
+        """Handle the next matching request (its effect is stored) but keep its response until
+        ``hold.release()``; ``await hold.reached.wait()`` tells when it got that far."""
+        held = Hold(method, re.compile(path_regex), when)
+        self.rest.holds.append(held)
+        return held
 
     # ------------------------------------------------------------------ lookups
 

@@ -1,4 +1,5 @@
-"""The real diffusers pipeline, on a tiny random SD 1.x model saved to disk and loaded back."""
+"""The real diffusers pipeline (``bot/diffusion/pipeline.py``), on a tiny random SD 1.x model saved to disk
+and loaded back."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Live previews: the latent → RGB approximation, the preview grid, and previews through the pipeline."""
+"""Live previews (``bot/diffusion/preview.py``): the latent → RGB approximation, the preview grid, and
+previews through the pipeline."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The renderer on the tiny model: results, previews, and out-of-memory → free, split, retry.
+"""The renderer (``bot/diffusion/renderer.py``) on the tiny model: results, previews, and out-of-memory →
+free, split, retry.
 
 CUDA is not needed: the out-of-memory error is injected at the renderer's boundary by a small
 wrapper around the real pipeline (it stands in for a :class:`Pipeline`: ``info`` and ``generate``),
@@ -33,7 +34,7 @@ STEPS = 4
 # Tiles drawn 2 at a time vs 4 at a time on CPU: bit-identical on this project's machines (120 of
 # 120 tiles, PNDM, 2/4/8 steps). One at a time rounds differently in the last bits (the UNet's
 # batch is then 2 with guidance, not 4 or 8): up to 1/255 measured here, 2/255 seen in
-# test_pipeline; hence the tolerance for 1 + 1 + 1 + 1 splits.
+# tests/bot/diffusion/test_pipeline.py; hence the tolerance for 1 + 1 + 1 + 1 splits.
 SOLO_TOLERANCE = 2
 
 

@@ -1,4 +1,4 @@
-"""The engine on the tiny model: state in the store, files in the output folder."""
+"""The engine (``bot/engine/engine.py``) on the tiny model: state in the store, files in the output folder."""
 
 import json
 from pathlib import Path

@@ -1,3 +1,6 @@
+"""The fair queue (``bot/engine/fairqueue.py``): one job per member per turn, newcomers first, turns kept while a
+member has a job queued or running."""
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,7 +36,7 @@ def test_remove_and_count() -> None:
     assert queue.count(1) == 2
     assert queue.remove(1, "a")
     assert not queue.remove(1, "a")
-    assert "a" not in queue
+    assert "a" not in list(queue)
     assert list(queue) == ["b", "c"]
     assert queue.drain() == ["b", "c"]
     assert len(queue) == 0

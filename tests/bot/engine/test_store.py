@@ -1,6 +1,10 @@
+"""The SQLite store (``bot/engine/store.py``): jobs and their tiles survive reopening the file."""
+
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+import aiosqlite
 
 from bot.config import GenerationSettings
 from bot.engine.store import Store
@@ -50,3 +54,46 @@ async def test_refine_tiles_are_stored_per_suffix(tmp_path: Path) -> None:
         await store.mark_finished(child.id, JobStatus.FAILED, error="boom")
         failed = await store.get_job(child.id)
         assert failed is not None and failed.status is JobStatus.FAILED
+
+
+V3_SCHEMA = """
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, status TEXT NOT NULL, prompt TEXT NOT NULL,
+    negative TEXT NOT NULL, seed INTEGER NOT NULL, steps INTEGER NOT NULL, guidance REAL NOT NULL,
+    width INTEGER NOT NULL, height INTEGER NOT NULL, suffixes TEXT NOT NULL, user_id INTEGER NOT NULL,
+    guild_id INTEGER, channel_id INTEGER, parent_job INTEGER REFERENCES jobs(id), parent_tile INTEGER,
+    message_id INTEGER, created_at REAL NOT NULL, started_at REAL, finished_at REAL, elapsed REAL, error TEXT,
+    delivered_at REAL, policy TEXT NOT NULL DEFAULT 'allow'
+);
+CREATE INDEX jobs_status ON jobs(status);
+CREATE TABLE tiles (
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, idx INTEGER NOT NULL, prompt TEXT NOT NULL,
+    seed INTEGER NOT NULL, PRIMARY KEY (job_id, idx)
+);
+INSERT INTO jobs (kind, status, prompt, negative, seed, steps, guidance, width, height, suffixes, user_id,
+                  guild_id, channel_id, message_id, created_at)
+    VALUES ('imagine', 'done', 'an old job', '', 9, 2, 7.5, 64, 64, '[]', 5, 6, 7, 8, 1.0);
+INSERT INTO tiles VALUES (1, 1, 'an old job', 9);
+PRAGMA user_version = 3;
+"""
+
+
+async def test_a_version_3_file_is_migrated_in_place(tmp_path: Path) -> None:
+    """A file written before delivery reconciliation keeps its jobs, and gains the new columns."""
+    path = tmp_path / "old.db"
+    async with aiosqlite.connect(path) as db:
+        await db.executescript(V3_SCHEMA)
+        await db.commit()
+    async with opened(path) as store:
+        (old,) = await store.undelivered()
+        assert (old.id, old.request.prompt, old.message_id, old.delivery_started_at) == (1, "an old job", 8, None)
+        await store.set_message(old.id, 8, reply_token="token", token_at=2.0)
+        await store.mark_delivering(old.id)
+        assert await store.waiting_for_delivery() == 1
+        await store.mark_delivered(old.id, 10)
+        assert await store.undelivered() == []
+    async with aiosqlite.connect(path) as db, db.execute("PRAGMA user_version") as cursor:
+        assert await cursor.fetchone() == (4,)
+    async with opened(path) as store:
+        again = await store.get_job(1)
+        assert again is not None and again.message_id == 10 and again.reply_token is None  # cleared once posted

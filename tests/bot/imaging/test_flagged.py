@@ -1,4 +1,5 @@
-"""The channel policy for flagged tiles: allow, spoiler, blur (placeholders in a recomposed grid)."""
+"""The channel policy for flagged tiles (``bot/imaging/flagged.py``): allow, spoiler, blur (placeholders in a
+recomposed grid)."""
 
 from __future__ import annotations
 

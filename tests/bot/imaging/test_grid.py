@@ -1,3 +1,5 @@
+"""Tiles → one numbered grid, its encoding under an upload limit, and the progress bar (``bot/imaging/grid.py``)."""
+
 import io
 import random
 

@@ -1,4 +1,5 @@
-"""The fast PNG writer: exact pixels, a valid zlib stream and chunk CRCs, any size, every band split."""
+"""The fast PNG writer (``bot/imaging/png.py``): exact pixels, a valid zlib stream and chunk CRCs, any size,
+every band split."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tiles are PNG-encoded lazily, once, and compare by their bytes."""
+"""Tiles (``bot/imaging/tiles.py``) are PNG-encoded lazily, once, and compare by their bytes."""
 
 from __future__ import annotations
 

@@ -137,7 +137,7 @@ async def events_of(handle: JobHandle) -> list[Any]:
     return [event async for event in handle.events()]
 
 
-async def test_a_job_through_redis_gives_the_bytes_of_the_in_process_executor(
+async def test_a_job_through_redis_gives_the_bytes_of_the_local_backend(
     redis_server: RedisServer, tmp_path: Path, worker_backends: list[LocalBackend], engine: Engine
 ) -> None:
     settings = redis_settings(redis_server, tmp_path)

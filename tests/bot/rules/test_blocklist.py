@@ -1,4 +1,5 @@
-"""The prompt blocklist: normalization against disguises, whole-word matching, no false positives."""
+"""The prompt blocklist (``bot/rules/blocklist.py``): normalization against disguises, whole-word matching,
+no false positives."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The per-member token bucket, on an injected clock: no sleeping."""
+"""The per-member token bucket (``bot/rules/ratelimit.py``), on an injected clock: no sleeping."""
 
 from __future__ import annotations
 

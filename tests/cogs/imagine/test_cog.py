@@ -1,4 +1,8 @@
-"""/imagine → grid → tile button → modal → refined grid, through the fake Discord, down to the bytes."""
+"""/imagine → grid → tile button → modal → refined grid, through the fake Discord, down to the bytes.
+
+The /imagine feature (``cogs/imagine/``: the cog in ``_cog.py``, its buttons and form in ``_views.py``,
+the job's message in ``_delivery.py``) driven as members use it.
+"""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import pytest
 from tests import store_probe
 from tests.cogs.conftest import JSON, has_grid
 from tests.conftest import TEST_TOKEN, config_text
-from tests.fakediscord import FakeDiscord, Interaction
+from tests.fakediscord import FakeDiscord, Hold, Interaction, RequestDetail
 from tests.polling import until
 
 ROOT = Path(__file__).parents[3]
@@ -144,3 +144,62 @@ async def test_sigterm_finishes_the_running_job_and_keeps_the_queue(
         grids = grids_titled(fake, title)
         assert len(grids) == 1, (title, grids)
         assert grids[0]["id"] == str(posted[title])
+
+
+def carries_the_grid(detail: RequestDetail) -> bool:
+    """The request that posts a finished grid (its image is named ``seedgrid-<job>.<ext>``)."""
+    return any(filename.startswith("seedgrid-") for _, filename, _ in detail.files)
+
+
+async def killed_in_the_window(fake: FakeDiscord, hold: Hold, bot: asyncio.subprocess.Process) -> None:
+    """Discord has stored the grid; the bot is killed before it hears so (and so before it records it)."""
+    await asyncio.wait_for(hold.reached.wait(), 180)
+    bot.kill()
+    await bot.wait()
+    hold.release()
+
+
+async def test_kill_9_after_discord_stored_the_grid_edit_then_it_is_not_posted_again(
+    fake: FakeDiscord, start_bot: StartBot, tmp_path: Path
+) -> None:
+    hold = fake.hold("PATCH", r"^/webhooks/\d+/[^/]+/messages/@original$", when=carries_the_grid)
+    first = await start_bot()
+    await connected(fake, 1)
+    ix = await fake.slash(fake.member, "imagine", prompt="stored then killed", seed=6, steps=2, size="small")
+    await killed_in_the_window(fake, hold, first)
+    assert len(grids_titled(fake, "stored then killed")) == 1  # on Discord, unrecorded by the bot
+
+    await start_bot()
+    await connected(fake, 2)
+    posted = await recorded_as_delivered(tmp_path / "seedgrid.db", ["stored then killed"])
+    grids = grids_titled(fake, "stored then killed")
+    assert len(grids) == 1, grids
+    assert grids[0]["id"] == str(posted["stored then killed"]) == ix.original["id"]  # type: ignore[index]
+    log = (tmp_path / "bot-1.log").read_text()
+    assert "already on Discord" in log and " done on " not in log  # found, and never drawn again
+
+
+async def test_kill_9_after_discord_stored_a_channel_delivery_then_it_is_not_posted_again(
+    fake: FakeDiscord, start_bot: StartBot, tmp_path: Path
+) -> None:
+    hold = fake.hold(None, r"^/channels/\d+/messages(/\d+)?$", when=carries_the_grid)
+    first = await start_bot()
+    await connected(fake, 1)
+    ix = await fake.slash(fake.member, "imagine", prompt="posted by the bot", seed=7, steps=2, size="small")
+    await ix.wait_response()
+    fake.advance(15 * 60 + 1)  # the interaction token expires: the job's message goes through the channel
+    await killed_in_the_window(fake, hold, first)
+    assert len(grids_titled(fake, "posted by the bot")) == 1
+
+    await start_bot()
+    await connected(fake, 2)
+    posted = await recorded_as_delivered(tmp_path / "seedgrid.db", ["posted by the bot"])
+    grids = grids_titled(fake, "posted by the bot")
+    assert len(grids) == 1, grids
+    assert grids[0]["id"] == str(posted["posted by the bot"])
+    assert grids[0]["id"] != ix.original["id"]  # type: ignore[index]  # a channel message, not the response
+    log = (tmp_path / "bot-1.log").read_text()
+    assert "already on Discord" in log and " done on " not in log
+    # the bots learnt of the expiry from Discord's 401s (their own clocks were not moved)
+    assert all("50027" in e or "401" in e for e in fake.protocol_errors), fake.protocol_errors
+    fake.protocol_errors.clear()

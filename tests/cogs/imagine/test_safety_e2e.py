@@ -1,4 +1,5 @@
-"""The safety checker path: a tiny random checker, forced to flag everything, and the channel policies."""
+"""The safety checker path end to end: a tiny random checker, forced to flag everything, and the channel
+policies (``bot/imaging/flagged.py``) as members see them, in-process and on a Redis worker."""
 
 from __future__ import annotations
 
@@ -84,12 +85,12 @@ async def test_the_policy_holds_when_the_checker_runs_on_a_redis_worker(
     """The bot (no model) learns from the workers that a checker runs; the worker sends the tiles to blur."""
     text = config_text(flagging_model, tmp_path / "r.db", extra=redis_extra(redis_server.url, redis_server.prefix()))
     settings = parse_settings(text)
-    executor = LocalBackend(
+    local = LocalBackend(
         {"cpu": partial(PipelineRenderer.load, settings.model, safety_checker=True)}, settings.executor
     )
-    await executor.start()
+    await local.start()
     client = await connect(settings.redis)
-    worker = Worker(executor, client, settings.redis, name="flagging-worker")
+    worker = Worker(local, client, settings.redis, name="flagging-worker")
     running_worker = asyncio.create_task(worker.run())
     engine = await Engine.open(settings)
     try:
@@ -103,4 +104,4 @@ async def test_the_policy_holds_when_the_checker_runs_on_a_redis_worker(
         worker.stop()
         await running_worker
         await client.aclose()
-        await executor.close(grace=0)
+        await local.close(grace=0)
