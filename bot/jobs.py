@@ -49,6 +49,11 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+    @property
+    def ended_without_images(self) -> bool:
+        """Failed or cancelled: what is left to do is to say so."""
+        return self in (JobStatus.FAILED, JobStatus.CANCELLED)
+
 
 @dataclass(frozen=True, slots=True)
 class Tile:
@@ -138,6 +143,8 @@ class Job:
     reply_token: str | None = field(default=None, repr=False)
     """What the front end needs to reach the job's message again (Discord: the interaction token)."""
     reply_token_at: float | None = None
+    error: str | None = None
+    """Why it failed (a sentence for the member), when it did."""
 
     @property
     def tiles(self) -> tuple[Tile, ...]:

@@ -33,6 +33,7 @@ from bot.engine.backend import Backend, BackendClosedError, ModelInfo, PromptRea
 from bot.engine.events import Cancelled, Done, Event, Failed, Interrupted, JobHandle, Started
 from bot.engine.store import Store
 from bot.jobs import Job, JobRequest, JobResult, JobStatus, Tile
+from bot.texts import Text
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -160,13 +161,20 @@ class Engine:
         if job.id in self._admitted:
             self._admitted.discard(job.id)
             self._release(job.request.user_id)
-        try:
-            handle = self._backend.submit(job)
-        except BackendClosedError:
+        replay = job.status.ended_without_images  # recovered: only its outcome is left to tell
+        if replay:
             handle = JobHandle(job)
-            handle.emit(Interrupted())
+            handle.emit(
+                Failed(job.error or str(Text("failed.internal"))) if job.status is JobStatus.FAILED else Cancelled()
+            )
+        else:
+            try:
+                handle = self._backend.submit(job)
+            except BackendClosedError:
+                handle = JobHandle(job)
+                handle.emit(Interrupted())
         self._handles[job.id] = handle
-        task = asyncio.create_task(self._follow(handle, listener), name=f"seedgrid-follow-{job.id}")
+        task = asyncio.create_task(self._follow(handle, listener, record=not replay), name=f"seedgrid-follow-{job.id}")
         self._followers.add(task)
         task.add_done_callback(self._followers.discard)
         return handle
@@ -180,7 +188,7 @@ class Engine:
         if job.id in self._admitted:
             self._admitted.discard(job.id)
             self._release(job.request.user_id)
-        await self._store.mark_finished(job.id, JobStatus.FAILED, error=reason)
+        await self._store.mark_undeliverable(job.id, reason)  # never acknowledged: nothing to post, ever
 
     def cancel(self, job_id: int, *, by: str | None = None) -> bool:
         """Cancel a queued or running job; ``by`` (a display name) is passed on with its ``Cancelled``."""
@@ -293,14 +301,15 @@ class Engine:
 
     # --- the follower of one job ---
 
-    async def _follow(self, handle: JobHandle, listener: JobListener | None) -> None:
+    async def _follow(self, handle: JobHandle, listener: JobListener | None, *, record: bool = True) -> None:
         job = handle.job
         try:
             async for reported in handle.events():
                 event = reported
                 if isinstance(event, Cancelled) and event.by is None:
                     event = Cancelled(by=self._cancelled_by.get(job.id))
-                await self._record(job, event)
+                if record:
+                    await self._record(job, event)
                 if listener is not None:
                     try:
                         await listener(event)

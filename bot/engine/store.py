@@ -68,6 +68,7 @@ _REQUEST_COLUMNS = (
 """The columns that hold a :class:`JobRequest`, named as its fields."""
 _STATE_COLUMNS = (
     "id", "status", "message_id", "started_at", "finished_at", "delivery_started_at", "reply_token", "reply_token_at",
+    "error",
 )  # fmt: skip
 _JOB_COLUMNS = ", ".join(_STATE_COLUMNS + _REQUEST_COLUMNS)
 
@@ -116,6 +117,12 @@ class Store:
         if 0 < version < 4:  # and reconciling a delivery a crash interrupted
             for column in ("delivery_started_at REAL", "reply_token TEXT", "reply_token_at REAL"):
                 await db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+            # failed and cancelled jobs now count as undelivered until their message says so; those of
+            # earlier versions were settled (said so, or never acknowledged)
+            await db.execute(
+                "UPDATE jobs SET delivered_at = COALESCE(finished_at, created_at)"
+                " WHERE delivered_at IS NULL AND status IN ('failed', 'cancelled')"
+            )
         await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         await db.commit()
         log.debug("store opened at %s", path)
@@ -215,10 +222,10 @@ class Store:
         )
 
     async def undelivered(self) -> list[Job]:
-        """Jobs accepted but never posted (queued, running, or done when the bot stopped), oldest first."""
+        """Jobs accepted but whose outcome was never posted (any status: a cancelled or failed job's message
+        must still say so), oldest first."""
         async with self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE delivered_at IS NULL AND status IN (?, ?, ?) ORDER BY id",
-            (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.DONE.value),
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE delivered_at IS NULL ORDER BY id"
         ) as cursor:
             rows = await cursor.fetchall()
         return [_job_from_row(r) for r in rows]

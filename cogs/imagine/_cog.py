@@ -21,7 +21,7 @@ from bot.jobs import Job, JobRequest, Tile
 from bot.texts import Text, text
 from cogs.imagine._access import Gatekeeper
 from cogs.imagine._command import imagine_command
-from cogs.imagine._delivery import Delivery, RetryPolicy, find_posted
+from cogs.imagine._delivery import TRANSIENT, Delivery, RetryPolicy, find_posted
 from cogs.imagine._messages import status_text
 from cogs.imagine._views import BUTTONS, RefineModal, cancel_view
 from cogs.replies import NO_MENTIONS, reply_error
@@ -220,9 +220,19 @@ class ImagineCog(commands.Cog, name="Imagine"):
         parent = interaction.message
         if parent is None:  # pragma: no cover - buttons always come with their message
             raise RuntimeError("component interaction without a message")
-        message = await parent.reply(
-            f"{interaction.user.mention} {status_text(job, None)}", view=cancel_view(job), allowed_mentions=NO_MENTIONS
-        )
+        try:
+            message = await parent.reply(
+                f"{interaction.user.mention} {status_text(job, None)}",
+                view=cancel_view(job),
+                allowed_mentions=NO_MENTIONS,
+            )
+        except (
+            discord.HTTPException,
+            *TRANSIENT,
+        ) as exc:  # the job runs anyway: its delivery posts the reply when it can
+            log.warning("job %d: its status reply could not be posted (%s); posting it with the outcome", job.id, exc)
+            self.engine.start(job, self._delivery(job, reply_to=parent.id))
+            return
         await self.engine.set_message(job.id, message.id)
         self.engine.start(job, self._delivery(job, message=message))
 

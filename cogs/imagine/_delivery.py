@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 EXPIRED_TOKEN_CODES = {50027, 10015}  # Invalid Webhook Token, Unknown Webhook
 UNKNOWN_MESSAGE = 10008
-_TRANSIENT = (discord.DiscordServerError, aiohttp.ClientError, TimeoutError, ConnectionError)
+TRANSIENT = (discord.DiscordServerError, aiohttp.ClientError, TimeoutError, ConnectionError)
 """What is worth another try: Discord's 5xx, and connections that failed, dropped or timed out."""
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 """Discord's upload limit for a server without boosts; interactions tell the exact figure."""
@@ -54,6 +54,20 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 def _token_expired(exc: discord.HTTPException) -> bool:
     return exc.code in EXPIRED_TOKEN_CODES or exc.status == 401
+
+
+def _passing(exc: discord.HTTPException) -> bool:
+    """A 5xx, or a 429 that outlasted discord.py's own retries: worth another try later."""
+    return exc.status >= 500 or exc.status == 429
+
+
+def _retry_after(exc: BaseException) -> float:
+    """What Discord asked to wait, when it said (a 429's ``Retry-After``)."""
+    response = getattr(exc, "response", None)
+    try:
+        return float(response.headers.get("Retry-After", 0)) if response is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _describe(exc: BaseException) -> str:
@@ -152,8 +166,11 @@ class Delivery:
             await self.engine.undeliverable(job.id, reason)
             await self._say(text("job.undeliverable", reason=f"{exc.status} {exc.text}".strip(), job=job.id))
             return
-        except _TRANSIENT as exc:
-            reason = f"Discord kept failing for {self.retry.give_up_after:.0f} s ({_describe(exc)})"
+        except (*TRANSIENT, discord.HTTPException) as exc:
+            if isinstance(exc, discord.HTTPException) and not _passing(exc):
+                reason = f"Discord refused it: {_describe(exc)}"
+            else:
+                reason = f"Discord kept failing for {self.retry.give_up_after:.0f} s ({_describe(exc)})"
             log.error("job %d could not be delivered: %s; giving up", job.id, reason)
             await self.engine.undeliverable(job.id, reason)
             return
@@ -201,8 +218,10 @@ class Delivery:
                 # a moderator deleted the job's message: post the outcome as a new one instead
                 log.warning("job %d: its message is gone; posting the outcome as a new message", self.job.id)
                 self.interaction, self.message = None, None
-            except _TRANSIENT as exc:
-                pause = min(delay, retry.max_delay) * random.uniform(0.5, 1.5)
+            except (*TRANSIENT, discord.HTTPException) as exc:
+                if isinstance(exc, discord.HTTPException) and not _passing(exc):
+                    raise
+                pause = max(min(delay, retry.max_delay) * random.uniform(0.5, 1.5), _retry_after(exc))
                 if time.monotonic() + pause > deadline:
                     raise
                 log.warning(
@@ -224,7 +243,7 @@ class Delivery:
             return  # no message to edit yet: a new one would take the outcome's nonce
         try:
             await self.edit(content=job_line(self.job, line), view=None, attachments=[])
-        except (discord.HTTPException, *_TRANSIENT):
+        except (discord.HTTPException, *TRANSIENT):
             pass
 
     def _model_name(self) -> str:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import aiohttp
 import discord
 
 log = logging.getLogger(__name__)
@@ -70,5 +71,5 @@ class StatusEditor:
             try:
                 await self._edit(status)
                 self._shown = status
-            except discord.HTTPException as exc:
-                log.warning("progress edit failed: %s", exc)
+            except (discord.HTTPException, aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+                log.warning("progress edit failed: %s", exc or type(exc).__name__)
