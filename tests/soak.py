@@ -4,7 +4,7 @@ Several members use ``/imagine``, refine tiles (button, then the form) and re-ro
 and cancel some of their jobs with the Cancel button. Meanwhile every route a job's message goes through
 (``PATCH /webhooks/…/messages/@original``, ``POST /channels/…/messages``, ``PATCH /channels/…/messages/…``)
 answers now and then with a 429, 500, 502 or 503 (some of them aimed at the grid's upload itself), a
-definitive 403 refuses a grid or two, the gateway is dropped once, and the bot process is killed with
+definitive 403 refuses a grid, the gateway is dropped once, and the bot process is killed with
 SIGKILL twice at random moments and each time started again on the same database.
 
 Every interaction sent is recorded with what Discord (the fake) saw of it: acknowledged (a deferred
@@ -48,9 +48,8 @@ from tests.fakediscord import FakeDiscord, FakeDiscordError, Injection, Interact
 from tests.polling import until
 
 ROOT = Path(__file__).resolve().parents[1]
-IDENTIFY = 2
-DEFERRED_MESSAGE, DEFERRED_UPDATE, MESSAGE, MODAL = 5, 6, 4, 9
-EPHEMERAL = 64
+DEFERRED_MESSAGE, DEFERRED_UPDATE, MODAL = 5, 6, 9
+"""Interaction callback types: an acknowledged /imagine, an acknowledged button or form, the refine form."""
 ABANDONED = "the interaction could not be acknowledged"
 """The error the bot stores on a job whose interaction it could not acknowledge (``Engine.abandon``)."""
 
@@ -169,7 +168,9 @@ class SoakReport:
     problems: list[str] = field(default_factory=list)
     """One line per job that was lost, duplicated or inconsistent, with its store row and messages."""
     notes: list[str] = field(default_factory=list)
-    """Other things worth a look (grids that flapped, tracebacks in the log, the fake's complaints)."""
+    """Other things worth a look: grids that were edited away, interactions unanswered while the bot was up."""
+    tracebacks: list[str] = field(default_factory=list)
+    """Every traceback in the bots' logs, one line each: what the log said, and the exception."""
     violations: list[str] = field(default_factory=list)
     protocol_errors: list[str] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
@@ -200,6 +201,7 @@ class SoakReport:
             "timings": self.timings,
             "problems": self.problems,
             "notes": self.notes,
+            "tracebacks": self.tracebacks,
             "violations": self.violations,
             "protocol_errors": self.protocol_errors,
         }
@@ -556,6 +558,7 @@ class Soak:
             self._act(step)
             await asyncio.sleep(step.pause)  # the load's pace, not a synchronisation
         await self._finish_tasks()
+        await until(self._all_answered, within=30, every=0.1, what="every interaction to be answered or expire")
         self.report.timings["actions_s"] = time.monotonic() - actions_started
         settle_started = time.monotonic()
         settled = await self._settle()
@@ -572,6 +575,15 @@ class Soak:
         self.report.protocol_errors = list(self.fake.protocol_errors)
         self.report.logs = [str(p) for p in self.bots.logs]
         return self.report
+
+    def _all_answered(self) -> bool:
+        """Every interaction Discord delivered has had its answer, or its 3 seconds are over (+ a margin)."""
+        now = self.fake.now()
+        for sent in self.sent:
+            ix = sent.ix
+            if ix is not None and not ix.responses and ix.dispatched_at is not None and now - ix.dispatched_at < 5:
+                return False
+        return True
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -866,8 +878,7 @@ class Soak:
 
     def _read_logs(self) -> None:
         text = self.bots.text()
-        for error in tracebacks(text):
-            self.report.notes.append(f"traceback in the bot's log: {error}")
+        self.report.tracebacks = tracebacks(text)
         if TEST_TOKEN in text:
             self.report.problems.append("the bot's token is in its log")
         self.report.counts["reconciled"] = len(re.findall(r"already on Discord", text))

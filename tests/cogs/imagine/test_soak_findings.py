@@ -36,10 +36,10 @@ async def grid(fake: FakeDiscord, prompt: str) -> JSON:
 async def test_a_reroll_whose_reply_cannot_be_posted_is_not_left_queued(
     fake: FakeDiscord, bot: SeedgridBot, engine: Engine, settings: Settings
 ) -> None:
-    """ImagineCog._start_reply: the job is stored and acknowledged (type 6), then ``parent.reply(...)`` gets a
-    503 (discord.py does not retry a 503). The exception leaves the handler: the member is told "Something
-    went wrong", but the job stays ``queued`` in the store, never started, with no message, and keeps counting
-    against the member's per_user_limit; it runs, and is posted out of the blue, only at the next restart."""
+    """Was: ImagineCog._start_reply stored and acknowledged the job (type 6), then ``parent.reply(...)`` got a
+    503 (discord.py does not retry a 503) and the exception left the handler: the member was told "Something
+    went wrong", but the job stayed ``queued`` in the store, never started, with no message, counting against
+    the member's per_user_limit; it ran, and was posted out of the blue, only at the next restart."""
     parent = await grid(fake, "an orphan's parent")
     fake.inject("POST", CHANNEL_POST, status=503, count=1)
     reroll = next(b for b in buttons(parent) if b.get("label") == "Re-roll")
@@ -62,10 +62,10 @@ async def test_a_reroll_whose_reply_cannot_be_posted_is_not_left_queued(
 async def test_five_429s_on_the_grid_upload_still_end_the_job(
     fake: FakeDiscord, bot: SeedgridBot, engine: Engine, settings: Settings
 ) -> None:
-    """discord.py retries a 429 four times, then raises ``HTTPException(429)``. Delivery._retrying retries only
-    5xx and connection errors, _post_outcome catches only 403/404 and those: the 429 escapes the listener
-    ("its listener failed on Done"). The job stays done, delivery started, never recorded; its message keeps
-    showing "Queued" until the next restart, and no one is told."""
+    """discord.py retries a 429 four times, then raises ``HTTPException(429)``. Was: Delivery._retrying retried
+    only 5xx and connection errors, _post_outcome caught only 403/404 and those, so the 429 escaped the
+    listener ("its listener failed on Done"): the job stayed done, delivery started, never recorded, its
+    message showing "Queued" until the next restart, and no one was told."""
     limited = fake.inject("PATCH", INTERACTION_EDIT, status=429, count=5, retry_after=0.1, when=carries_the_grid)
     ix = await fake.slash(fake.member, "imagine", prompt="rate limited for a while", seed=8, steps=1, size="small")
     await ix.wait_response()
@@ -85,10 +85,10 @@ async def test_five_429s_on_the_grid_upload_still_end_the_job(
 async def test_a_dropped_connection_on_a_progress_edit_does_not_stop_the_grid(
     fake: FakeDiscord, bot: SeedgridBot, engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """StatusEditor._run catches only discord.HTTPException: an aiohttp.ClientError (a dropped connection,
-    which _delivery.py lists as passing trouble) on a progress edit ends the editor task with it, and
-    Delivery.__call__ re-raises it from ``await self._editor.close()`` when the outcome comes: the grid is
-    never posted (the job stays done and undelivered, its message on its last status) until a restart."""
+    """Was: StatusEditor._run caught only discord.HTTPException, so an aiohttp.ClientError (a dropped
+    connection, which _delivery.py counts as passing trouble) on a progress edit ended the editor task, and
+    Delivery.__call__ re-raised it from ``await self._editor.close()`` when the outcome came: the grid was
+    never posted (the job stayed done and undelivered, its message on its last status) until a restart."""
     real = AsyncWebhookAdapter.request
     dropped: list[str] = []
 
@@ -119,11 +119,11 @@ async def test_a_dropped_connection_on_a_progress_edit_does_not_stop_the_grid(
 async def test_a_job_cancelled_just_before_a_kill_9_says_so_after_the_restart(
     fake: FakeDiscord, tiny_model: Path, tmp_path: Path
 ) -> None:
-    """The engine records CANCELLED in the store before the Delivery edits "Cancelled" into the message. If the
-    bot dies in between (here: while that edit is being retried through 503s), the restart does not pick the
-    job up: Store.undelivered() selects only queued, running and done jobs. The message keeps its last status
-    and its Cancel button, which now answers "This job is no longer waiting or running". The same holds for
-    a job that failed."""
+    """The engine records CANCELLED in the store before the Delivery edits "Cancelled" into the message. Was: if
+    the bot died in between (here: while that edit is retried through 503s), the restart did not pick the job
+    up (Store.undelivered() selected only queued, running and done jobs): the message kept its last status and
+    its Cancel button, which then answered "This job is no longer waiting or running". The same held for a job
+    that failed."""
     database = tmp_path / "seedgrid.db"
     config = tmp_path / "config.toml"
     config.write_text(soak_config(SoakPlan(), fake, tiny_model, database), encoding="utf-8")
