@@ -244,7 +244,8 @@ class Engine:
         ``reply_token``: what reaches that message again for a while (Discord's interaction token, valid
         15 minutes), kept until the job is delivered so that a restart can look at what is already posted.
         """
-        await self._store.set_message(job_id, message_id, reply_token=reply_token, token_at=time.time())
+        token_at = None if reply_token is None else time.time()
+        await self._store.set_message(job_id, message_id, reply_token=reply_token, token_at=token_at)
 
     async def delivering(self, job_id: int) -> None:
         """Posting the outcome starts now: after a crash, look at what Discord has before posting again."""

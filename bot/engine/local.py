@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
@@ -81,8 +82,6 @@ class LocalBackend(Backend):
     @classmethod
     def from_settings(cls, settings: Settings, *, device: str | None = None) -> LocalBackend:
         """The model of ``settings`` on ``device`` (default ``model.device``), loaded by :meth:`start`."""
-        from dataclasses import replace
-
         from bot.diffusion.renderer import PipelineRenderer  # torch and diffusers load in the device thread
 
         model = settings.model if device is None else replace(settings.model, device=device)

@@ -190,10 +190,7 @@ class Store:
     async def set_message(
         self, job_id: int, message_id: int, *, reply_token: str | None = None, token_at: float | None = None
     ) -> None:
-        if reply_token is None:
-            await self._update(job_id, message_id=message_id)
-        else:
-            await self._update(job_id, message_id=message_id, reply_token=reply_token, reply_token_at=token_at)
+        await self._update(job_id, message_id=message_id, reply_token=reply_token, reply_token_at=token_at)
 
     async def mark_delivering(self, job_id: int) -> None:
         """The outcome is about to be posted: after a crash from here on, look on Discord before posting again."""

@@ -21,8 +21,9 @@ from bot.jobs import Job, JobRequest, Tile
 from bot.texts import Text, text
 from cogs.imagine._access import Gatekeeper
 from cogs.imagine._command import imagine_command
-from cogs.imagine._delivery import TRANSIENT, Delivery, RetryPolicy, find_posted
+from cogs.imagine._delivery import Delivery, RetryPolicy, find_posted
 from cogs.imagine._messages import status_text
+from cogs.imagine._status import DISCORD_ERRORS
 from cogs.imagine._views import BUTTONS, RefineModal, cancel_view
 from cogs.replies import NO_MENTIONS, reply_error
 
@@ -41,6 +42,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
             self.settings.generation, self.imagine, direct_messages=self.settings.access.direct_messages
         )
         self.gate = Gatekeeper(self.settings, safety_checker=self._checker_runs)
+        self._retry = RetryPolicy(give_up_after=self.settings.discord.delivery_retry_for)
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(*BUTTONS)
@@ -226,10 +228,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
                 view=cancel_view(job),
                 allowed_mentions=NO_MENTIONS,
             )
-        except (
-            discord.HTTPException,
-            *TRANSIENT,
-        ) as exc:  # the job runs anyway: its delivery posts the reply when it can
+        except DISCORD_ERRORS as exc:  # the job runs anyway: its delivery posts the reply when it can
             log.warning("job %d: its status reply could not be posted (%s); posting it with the outcome", job.id, exc)
             self.engine.start(job, self._delivery(job, reply_to=parent.id))
             return
@@ -253,7 +252,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
             self.bot.get_partial_messageable(channel_id, guild_id=job.request.guild_id),
             progress_interval=self.settings.discord.progress_interval,
             model_id=self.settings.model.id,
-            retry=RetryPolicy(give_up_after=self.settings.discord.delivery_retry_for),
+            retry=self._retry,
             interaction=interaction,
             message=message,
             reply_to=reply_to,

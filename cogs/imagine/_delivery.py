@@ -19,6 +19,7 @@ Where the message is, and how it still gets there after 15 minutes or a restart:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import random
@@ -28,7 +29,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import aiohttp
 import discord
 
 from bot.diffusion.preview import PREVIEW_EXTENSION
@@ -38,7 +38,7 @@ from bot.imaging.grid import encode_to_fit
 from bot.jobs import Job, JobResult
 from bot.texts import text
 from cogs.imagine._messages import cancelled_text, grid_message, job_line, status_text
-from cogs.imagine._status import Status, StatusEditor
+from cogs.imagine._status import DISCORD_ERRORS, Status, StatusEditor
 from cogs.imagine._views import cancel_view, grid_view
 from cogs.replies import NO_MENTIONS
 
@@ -46,8 +46,7 @@ log = logging.getLogger(__name__)
 
 EXPIRED_TOKEN_CODES = {50027, 10015}  # Invalid Webhook Token, Unknown Webhook
 UNKNOWN_MESSAGE = 10008
-TRANSIENT = (discord.DiscordServerError, aiohttp.ClientError, TimeoutError, ConnectionError)
-"""What is worth another try: Discord's 5xx, and connections that failed, dropped or timed out."""
+
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 """Discord's upload limit for a server without boosts; interactions tell the exact figure."""
 
@@ -56,9 +55,10 @@ def _token_expired(exc: discord.HTTPException) -> bool:
     return exc.code in EXPIRED_TOKEN_CODES or exc.status == 401
 
 
-def _passing(exc: discord.HTTPException) -> bool:
-    """A 5xx, or a 429 that outlasted discord.py's own retries: worth another try later."""
-    return exc.status >= 500 or exc.status == 429
+def _passing(exc: BaseException) -> bool:
+    """Worth another try later: no answer at all (a connection failed, dropped or timed out), a 5xx, or a
+    429 that outlasted discord.py's own retries."""
+    return not isinstance(exc, discord.HTTPException) or exc.status >= 500 or exc.status == 429
 
 
 def _retry_after(exc: BaseException) -> float:
@@ -160,21 +160,25 @@ class Delivery:
             post = partial(self._final, content=cancelled_text(job, outcome.by))
         try:
             message = await self._retrying(post)
-        except (discord.Forbidden, discord.NotFound) as exc:
-            reason = f"Discord refused it: {exc.status} {exc.text or type(exc).__name__}"
-            log.error("job %d cannot be delivered (no access to its channel or message): %s; giving up", job.id, reason)
-            await self.engine.undeliverable(job.id, reason)
-            await self._say(text("job.undeliverable", reason=f"{exc.status} {exc.text}".strip(), job=job.id))
-            return
-        except (*TRANSIENT, discord.HTTPException) as exc:
-            if isinstance(exc, discord.HTTPException) and not _passing(exc):
-                reason = f"Discord refused it: {_describe(exc)}"
-            else:
-                reason = f"Discord kept failing for {self.retry.give_up_after:.0f} s ({_describe(exc)})"
-            log.error("job %d could not be delivered: %s; giving up", job.id, reason)
-            await self.engine.undeliverable(job.id, reason)
+        except DISCORD_ERRORS as exc:
+            await self._give_up(exc)
             return
         await self.engine.delivered(job.id, message.id)
+
+    async def _give_up(self, exc: BaseException) -> None:
+        """The outcome cannot be posted: the job fails, the admin's log says why, the member is told if possible."""
+        job = self.job
+        if _passing(exc):
+            reason = f"Discord kept failing for {self.retry.give_up_after:.0f} s ({_describe(exc)})"
+        else:
+            reason = f"Discord refused it: {_describe(exc)}"
+        if isinstance(exc, discord.Forbidden | discord.NotFound):
+            log.error("job %d cannot be delivered (no access to its channel or message): %s; giving up", job.id, reason)
+        else:
+            log.error("job %d could not be delivered: %s; giving up", job.id, reason)
+        await self.engine.undeliverable(job.id, reason)
+        if isinstance(exc, discord.Forbidden | discord.NotFound):  # a text edit may still get through
+            await self._say(text("job.undeliverable", reason=_describe(exc), job=job.id))
 
     async def _grid_post(self, result: JobResult) -> Callable[[], Awaitable[discord.Message]]:
         """Encode the grid once (off the event loop); the returned call posts it, as often as it must."""
@@ -218,8 +222,8 @@ class Delivery:
                 # a moderator deleted the job's message: post the outcome as a new one instead
                 log.warning("job %d: its message is gone; posting the outcome as a new message", self.job.id)
                 self.interaction, self.message = None, None
-            except (*TRANSIENT, discord.HTTPException) as exc:
-                if isinstance(exc, discord.HTTPException) and not _passing(exc):
+            except DISCORD_ERRORS as exc:
+                if not _passing(exc):
                     raise
                 pause = max(min(delay, retry.max_delay) * random.uniform(0.5, 1.5), _retry_after(exc))
                 if time.monotonic() + pause > deadline:
@@ -241,10 +245,8 @@ class Delivery:
         """Say why the outcome is late or missing on the job's message, if a small text edit gets through."""
         if self.message is None and (self.interaction is None or self.interaction.is_expired()):
             return  # no message to edit yet: a new one would take the outcome's nonce
-        try:
+        with contextlib.suppress(*DISCORD_ERRORS):
             await self.edit(content=job_line(self.job, line), view=None, attachments=[])
-        except (discord.HTTPException, *TRANSIENT):
-            pass
 
     def _model_name(self) -> str:
         info = self.engine.info

@@ -14,6 +14,10 @@ import discord
 
 log = logging.getLogger(__name__)
 
+DISCORD_ERRORS = (discord.HTTPException, aiohttp.ClientError, TimeoutError, ConnectionError)
+"""What a request to Discord can fail with: an answer (``HTTPException``), or none (a connection that
+failed, dropped or timed out)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Status:
@@ -71,5 +75,5 @@ class StatusEditor:
             try:
                 await self._edit(status)
                 self._shown = status
-            except (discord.HTTPException, aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            except DISCORD_ERRORS as exc:
                 log.warning("progress edit failed: %s", exc or type(exc).__name__)
