@@ -28,6 +28,15 @@ VOLUME ["/cache/huggingface", "/data"]
 # Relative paths in the config (database = "seedgrid.db", output_dir) resolve under /data.
 WORKDIR /data
 
+# Health: the bot (and a worker) serve /healthz and /readyz on the container's own loopback, unless
+# [metrics] listen in the config says where (e.g. "0.0.0.0:9400" to let Prometheus scrape /metrics).
+# `seedgrid check --ready` asks /readyz there: the gateway connected, the model loaded (or a worker
+# alive), the database writable, and the event loop answering. The start period covers the first
+# start's model download.
+ENV SEEDGRID_METRICS_LISTEN=127.0.0.1:9400
+HEALTHCHECK --interval=30s --timeout=15s --start-period=10m --retries=3 \
+    CMD ["seedgrid", "check", "--ready", "--config", "/config/config.toml"]
+
 # The token comes from the environment (DISCORD_TOKEN), the config from a mounted file.
 ENTRYPOINT ["seedgrid"]
 CMD ["run", "--config", "/config/config.toml"]

@@ -1,6 +1,7 @@
 """``python -m benchmarks [--quick] [--out PATH] [--only NAME,...]``: the CPU suite; a table and a JSON file.
 
-Names: ack (1), lag (2), overhead (3), fairness (4), batching (5), memory (6), redis (7), soak (8).
+Names: ack (1), lag (2), overhead (3), fairness (4), batching (5), memory (6), redis (7), soak (8),
+metrics (9).
 ack and lag come from the same run (the naive bot runs alongside them); overhead shares seedgrid's
 process with them. redis needs ``redis-server`` on PATH (without it: a row saying so).
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 from benchmarks._common import ROOT, Row, Section, build_model, describe_machine, machine, table
 
-NAMES = ("ack", "lag", "overhead", "fairness", "batching", "memory", "redis", "soak")
+NAMES = ("ack", "lag", "overhead", "fairness", "batching", "memory", "redis", "soak", "metrics")
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
 
 
@@ -73,7 +74,7 @@ async def _one(section: Awaitable[Section]) -> list[Section]:
 
 
 async def _suite(want: set[str], quick: bool, workdir: Path) -> list[Section]:
-    from benchmarks import discord_bench, engine_bench, memory_bench, redis_bench, soak_bench
+    from benchmarks import discord_bench, engine_bench, memory_bench, metrics_bench, redis_bench, soak_bench
 
     model = build_model(workdir / "tiny-model")
     sections: list[Section] = []
@@ -99,6 +100,9 @@ async def _suite(want: set[str], quick: bool, workdir: Path) -> list[Section]:
     if "soak" in want:
         plan_s = soak_bench.QUICK if quick else soak_bench.Plan()
         sections += await _guarded("soak", _one(soak_bench.run(model, workdir, plan_s, _log)))
+    if "metrics" in want:
+        plan_x = metrics_bench.QUICK if quick else metrics_bench.Plan()
+        sections += await _guarded("metrics", _one(metrics_bench.run(model, workdir, plan_x, _log)))
     return sorted(sections, key=lambda s: order.get(s.name, len(order)))
 
 

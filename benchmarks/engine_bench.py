@@ -93,10 +93,11 @@ async def fairness(model: Path, workdir: Path, plan: Plan) -> Section:
 
 
 def _request(settings: Any, plan: Plan, user: int, index: int) -> Any:
+    from bot.engine.models import Catalogue
     from bot.inputs import imagine_request
 
     return imagine_request(
-        settings.generation,
+        Catalogue.resolve(settings).default,
         prompt=f"member {user} job {index}",
         seed=index,
         steps=plan.fair_steps,

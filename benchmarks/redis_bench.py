@@ -167,10 +167,12 @@ def _torch_threads() -> int:
 
 
 def _request(settings: Any, *, user: int, index: int, size: str, steps: int) -> Any:
+    from bot.engine.models import Catalogue
     from bot.inputs import imagine_request
 
+    preset = Catalogue.resolve(settings).default
     return imagine_request(
-        settings.generation, prompt=f"redis bench {user} {index}", seed=index, steps=steps, size=size, user_id=user
+        preset, prompt=f"redis bench {user} {index}", seed=index, steps=steps, size=size, user_id=user
     )
 
 
@@ -317,7 +319,7 @@ async def run(model: Path, workdir: Path, plan: Plan, log: Callable[[str], None]
         return section
 
     from bot.config import REDIS_URL_ENV, parse_settings
-    from bot.engine import Engine
+    from bot.engine import Catalogue, Engine
     from bot.engine.store import Store
     from bot.remote.connection import connect
     from bot.remote.dispatcher import RedisBackend
@@ -349,7 +351,8 @@ async def run(model: Path, workdir: Path, plan: Plan, log: Callable[[str], None]
             with _without_env(REDIS_URL_ENV):
                 dispatcher = RedisBackend.from_settings(redis_settings, want_tiles=False)
                 await dispatcher.start()
-                remote = Engine(await Store.open(redis_settings.storage.database), dispatcher)
+                models = Catalogue.resolve(redis_settings)
+                remote = Engine(await Store.open(redis_settings.storage.database), dispatcher, models)
                 stack.push_async_callback(remote.close, grace=5.0)
                 client = await connect(redis_settings.redis, url=server.url)
                 stack.push_async_callback(client.aclose)

@@ -14,8 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.config import ConfigError, Settings, check_device, discord_token, load_settings
-from bot.inputs import UserInputError, imagine_request, parse_suffixes
+from bot.config import ConfigError, Settings, check_device, discord_token, load_settings, parse_listen
+from bot.engine.models import Catalogue
+from bot.inputs import UserInputError, choose_model, imagine_request, parse_suffixes
 from bot.jobs import SEED_LIMIT, JobKind, JobRequest
 from bot.logs import setup_logging
 from bot.remote.connection import RedisUnavailableError
@@ -47,6 +48,14 @@ def _device(text: str) -> str:
     return text
 
 
+def _listen(text: str) -> str:
+    try:
+        parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _worker_name(text: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
         return text
@@ -74,8 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--name", type=_worker_name, help="a name for logs and /seedgrid status (default: host-device-pid)"
     )
+    worker.add_argument(
+        "--metrics",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz, /readyz here (default: [metrics] listen)",
+    )
     check = commands.add_parser("check", help="validate the config, load the model, run one small generation")
-    with_config(check)
+    check.add_argument("--config", type=Path, metavar="PATH", help="the TOML config file (needed unless --ready URL)")
+    check.add_argument(
+        "--ready", nargs="?", const="", metavar="URL",
+        help="instead, ask a running bot or worker whether it is ready: its /readyz at URL (default: the "
+        "config's [metrics] listen); exit status 0 ready, 1 not ready, 2 nothing answers",
+    )  # fmt: skip
     imagine = commands.add_parser("imagine", help="draw a grid without Discord, through the same executor")
     imagine.add_argument("prompt")
     with_config(imagine)
@@ -83,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     imagine.add_argument("--steps", type=int)
     imagine.add_argument("--guidance", type=float)
     imagine.add_argument("--negative")
-    imagine.add_argument("--size", help="a size name from the config (default: its first)")
+    imagine.add_argument("--size", help="a size name of the model (default: its first)")
+    imagine.add_argument("--model", help="a model name from the config's [[models]] (default: the first)")
     imagine.add_argument(
         "--suffix",
         action="append",
@@ -95,10 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def request_from_args(settings: Settings, args: argparse.Namespace) -> JobRequest:
-    """The job ``imagine`` runs: the same validation as /imagine, and the refine job when suffixes are given."""
+def request_from_args(settings: Settings, args: argparse.Namespace, models: Catalogue | None = None) -> JobRequest:
+    """The job ``imagine`` runs: the same validation as /imagine, and the refine job when suffixes are given.
+
+    ``models``: the configured models, resolved (read from their model indexes when not given).
+    """
+    models = models or Catalogue.resolve(settings)
+    preset = choose_model(models, args.model)
     request = imagine_request(
-        settings.generation,
+        preset,
         prompt=args.prompt,
         negative=args.negative,
         seed=args.seed,
@@ -148,14 +174,37 @@ async def _check(settings: Settings) -> int:
         info = engine.info
         if info is not None:
             print(f"model {info.model} on {info.device} ({info.dtype}, {info.scheduler})")
-        gen = settings.generation
-        smallest = min(gen.sizes, key=lambda s: s.width * s.height)
-        request = imagine_request(gen, prompt="a lighthouse at dusk", seed=0, steps=gen.min_steps, size=smallest.name)
+        preset = engine.models.default
+        smallest = min(preset.sizes, key=lambda s: s.width * s.height)
+        steps = preset.min_steps
+        request = imagine_request(preset, prompt="a lighthouse at dusk", seed=0, steps=steps, size=smallest.name)
         result = await (await engine.submit(request)).result()
     finally:
         await engine.close()
-    print(f"ok: one {smallest.width}×{smallest.height} grid in {gen.min_steps} steps took {result.elapsed:.1f} s")
+    print(
+        f"ok: one {smallest.width}×{smallest.height} grid of {preset.label} in {steps} steps"
+        f" took {result.elapsed:.1f} s"
+    )
     return 0
+
+
+def _check_ready(url: str, config: Path | None) -> int:
+    """``check --ready [URL]``: 0 when the running bot (or worker) says it is ready, 1 when not."""
+    from bot.monitoring.client import UnreachableError, ask, local_url, readyz_url
+
+    if not url:
+        if config is None:
+            raise CommandLineError("--ready needs a URL, or --config PATH to read [metrics] listen from")
+        listen = load_settings(config).metrics.resolved_listen()
+        if not listen:
+            raise CommandLineError("the config has no [metrics] listen (and SEEDGRID_METRICS_LISTEN is not set)")
+        url = local_url(listen)
+    try:
+        answer = ask(readyz_url(url))
+    except (ValueError, UnreachableError) as exc:
+        raise CommandLineError(str(exc)) from None
+    print(f"{'ready' if answer.ready else 'not ready'}: {answer.describe()}")
+    return 0 if answer.ready else 1
 
 
 WORKER_WAIT = 30.0
@@ -183,7 +232,8 @@ async def _await_workers(engine: Engine) -> None:
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from bot.remote.worker import run_worker
 
-    return await run_worker(settings, device=args.device, name=args.name)
+    listen = args.metrics or settings.metrics.resolved_listen()
+    return await run_worker(settings, device=args.device, name=args.name, metrics_listen=listen)
 
 
 async def _run(settings: Settings, token: str) -> int:
@@ -218,9 +268,13 @@ def _request_stop(client: Any, signum: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "check" and args.ready is not None:
+            return _check_ready(args.ready, args.config)
+        if args.config is None:
+            raise CommandLineError("--config PATH is required")
         settings = load_settings(args.config)
         token = discord_token() if args.command == "run" else None
-        setup_logging(settings.logging.level, secrets=[token] if token else [])
+        setup_logging(settings.logging.level, secrets=[token] if token else [], format=settings.logging.format)
         if args.command == "run":
             assert token is not None
             return asyncio.run(_run(settings, token))

@@ -103,6 +103,8 @@ class ModelSettings:
     """torch.compile mode: default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs."""
     compile_backend: str = "inductor"
     """torch.compile backend: inductor (generates fused kernels) | cudagraphs | aot_eager | eager (capture only)."""
+    memory_budget: float = 0.0
+    """GiB of weights a device keeps loaded (least recently used unloaded first); 0: one model at a time."""
 
     def validate(self, key: str) -> None:
         _check(bool(self.id.strip()), f"{key}.id", "must not be empty")
@@ -116,6 +118,7 @@ class ModelSettings:
             f"expected one of {', '.join(COMPILE_BACKENDS)}",
         )
         _check(self.compile_mode in COMPILE_MODES, f"{key}.compile_mode", f"expected one of {', '.join(COMPILE_MODES)}")
+        _check(0 <= self.memory_budget <= 10_000, f"{key}.memory_budget", "must be in 0..10000 GiB (0 = one model)")
         _check(
             self.scheduler == "" or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*Scheduler", self.scheduler) is not None,
             f"{key}.scheduler",
@@ -154,25 +157,23 @@ def _default_sizes() -> tuple[Size, ...]:
 
 @dataclass(frozen=True, slots=True)
 class GenerationSettings:
-    default_steps: int = 30
+    default_steps: int | None = None
+    """Steps when a member gives none; unset: each model's own (its family's preset or ``[[models]] steps``)."""
     min_steps: int = 1
     max_steps: int = 50
-    default_guidance: float = 7.5
+    default_guidance: float | None = None
+    """Guidance when a member gives none; unset: each model's own (its family's preset or ``[[models]] guidance``)."""
     min_guidance: float = 0.0
     max_guidance: float = 20.0
-    sizes: tuple[Size, ...] = field(default_factory=_default_sizes)
-    """The size choices offered by /imagine; the first is the default."""
+    sizes: tuple[Size, ...] = ()
+    """The size choices of /imagine, the first the default; empty: each model's family sizes (or its own)."""
     default_negative: str = ""
     """Negative prompt used when a member gives none."""
 
     def validate(self, key: str) -> None:
         self._check_range(key, "steps", 1, 500)
         self._check_range(key, "guidance", 0, 50)
-        _check(1 <= len(self.sizes) <= 25, f"{key}.sizes", "needs 1 to 25 entries (Discord's choice limit)")
-        names = [s.name for s in self.sizes]
-        _check(len(set(names)) == len(names), f"{key}.sizes", f"names must be unique, got {names}")
-        for i, size in enumerate(self.sizes):
-            size.validate(f"{key}.sizes[{i}]")
+        check_sizes(self.sizes, f"{key}.sizes")
 
     def _check_range(self, key: str, name: str, floor: float, ceiling: float) -> None:
         """``min_<name> <= default_<name> <= max_<name>``, all within ``floor..ceiling``."""
@@ -183,19 +184,82 @@ class GenerationSettings:
             f"need {floor} <= min_{name} <= max_{name} <= {ceiling}, got {low}..{high}",
         )
         _check(
-            low <= default <= high,
+            default is None or low <= default <= high,
             f"{key}.default_{name}",
             f"must be in min_{name}..max_{name} ({low}..{high}), got {default}",
         )
 
-    def size(self, name: str | None) -> Size:
-        """The named size, or the default (first) one; ``KeyError`` for a name not in the list."""
-        if name is None:
-            return self.sizes[0]
-        for size in self.sizes:
-            if size.name == name:
-                return size
-        raise KeyError(name)
+
+def check_sizes(sizes: tuple[Size, ...], key: str) -> None:
+    """At most 25 sizes (Discord's choice limit), unique names, each valid; empty is allowed."""
+    _check(len(sizes) <= 25, key, "at most 25 entries (Discord's choice limit)")
+    names = [s.name for s in sizes]
+    _check(len(set(names)) == len(names), key, f"names must be unique, got {names}")
+    for i, size in enumerate(sizes):
+        size.validate(f"{key}[{i}]")
+
+
+MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One ``[[models]]`` entry: a model members can pick, with what it changes of its family's preset.
+
+    Unset values fall back to ``[generation]`` (when set there), then to the family's preset; the
+    device and speed options are ``[model]``'s, shared by every model.
+    """
+
+    name: str
+    """What members pick and see: 1-32 lowercase letters, digits, ``-``, ``_`` or ``.``."""
+    id: str
+    """A Hugging Face Hub id or a local folder written by ``save_pretrained``."""
+    steps: int | None = None
+    guidance: float | None = None
+    min_guidance: float | None = None
+    max_guidance: float | None = None
+    negative: str | None = None
+    """The negative prompt when a member gives none (default: ``[generation] default_negative``)."""
+    sizes: tuple[Size, ...] = ()
+    """This model's size choices (default: ``[generation] sizes``, else its family's)."""
+    dtype: str = ""
+    """Overrides ``[model] dtype`` for this model."""
+    cpu_offload: bool | None = None
+    """Overrides ``[model] cpu_offload`` for this model."""
+    scheduler: str = ""
+    """Overrides ``[model] scheduler`` for this model."""
+
+    def validate(self, key: str) -> None:
+        _check(
+            MODEL_NAME.fullmatch(self.name) is not None,
+            f"{key}.name",
+            f"must be 1-32 lowercase letters, digits, '-', '_' or '.', got {self.name!r}",
+        )
+        _check(bool(self.id.strip()), f"{key}.id", "must not be empty")
+        _check(self.steps is None or 1 <= self.steps <= 500, f"{key}.steps", "must be in 1..500")
+        for name in ("guidance", "min_guidance", "max_guidance"):
+            value = getattr(self, name)
+            _check(value is None or 0 <= value <= 50, f"{key}.{name}", "must be in 0..50")
+        _check(self.dtype == "" or self.dtype in DTYPES, f"{key}.dtype", f"expected one of {', '.join(DTYPES)}")
+        check_sizes(self.sizes, f"{key}.sizes")
+        ModelSettings(id=self.id, scheduler=self.scheduler).validate(key)  # the same rules as [model]
+
+    def settings(self, shared: ModelSettings) -> ModelSettings:
+        """The load settings of this model: ``[model]``'s, with this entry's id and overrides."""
+        return dataclasses.replace(
+            shared,
+            id=self.id,
+            dtype=self.dtype or shared.dtype,
+            cpu_offload=shared.cpu_offload if self.cpu_offload is None else self.cpu_offload,
+            scheduler=self.scheduler or shared.scheduler,
+        )
+
+
+def shorthand_name(model_id: str) -> str:
+    """A member-facing name for the one model of ``[model] id``: the last part of the id, made valid."""
+    last = re.split(r"[/\\]", model_id.rstrip("/\\"))[-1].lower()
+    name = re.sub(r"[^a-z0-9_.-]+", "-", last).strip("-_.")[:32]
+    return name if name and MODEL_NAME.fullmatch(name) else "default"
 
 
 def _default_suggestions() -> tuple[str, ...]:
@@ -272,9 +336,21 @@ class SafetySettings:
     """In channels marked NSFW: allow | blur | spoiler."""
     blocklist: tuple[str, ...] = ()
     """Words (matched as whole words) or "re:<regular expression>", case-insensitive, Unicode-normalized."""
+    classifier: str = "Falconsai/nsfw_image_detection"
+    """For models without a safety checker: an image-classification model (Hub id or folder); empty: none."""
+    classifier_labels: tuple[str, ...] = ("nsfw",)
+    """The classifier's labels that mean "flag it" (their scores are summed)."""
+    classifier_threshold: float = 0.5
+    """A tile is flagged when the summed score of those labels reaches this."""
 
     def validate(self, key: str) -> None:
         _check(self.flagged in ("blur", "spoiler"), f"{key}.flagged", "expected blur or spoiler")
+        _check(
+            bool(self.classifier_labels) and all(label.strip() for label in self.classifier_labels),
+            f"{key}.classifier_labels",
+            "needs at least one non-empty label",
+        )
+        _check(0 < self.classifier_threshold <= 1, f"{key}.classifier_threshold", "must be in (0, 1]")
         _check(self.nsfw_channels in POLICIES, f"{key}.nsfw_channels", f"expected one of {', '.join(POLICIES)}")
         for i, entry in enumerate(self.blocklist):
             _check(bool(entry.strip()), f"{key}.blocklist[{i}]", "must not be empty")
@@ -357,21 +433,69 @@ class RedisSettings:
         return url
 
 
+METRICS_LISTEN_ENV = "SEEDGRID_METRICS_LISTEN"
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[v6 address]:port`` for IPv6) → ``(host, port)``; ``ValueError`` says what is wrong."""
+    match = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_.-]+)):(\d{1,5})", listen.strip())
+    if match is None:
+        raise ValueError(f"expected host:port such as 127.0.0.1:9400 (or [::1]:9400), got {listen!r}")
+    port = int(match[3])
+    if port > 65535:
+        raise ValueError(f"port must be in 0..65535, got {port}")
+    return match[1] or match[2], port
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    listen: str = ""
+    """host:port of /metrics, /healthz and /readyz (e.g. 127.0.0.1:9400); empty = SEEDGRID_METRICS_LISTEN if set
+    (the Docker image sets it), else off: no port opened. ``seedgrid worker --metrics`` wins for a worker."""
+    health_timeout: float = 5.0
+    """/healthz and /readyz fail when the event loop takes longer than this to answer (seconds)."""
+
+    def validate(self, key: str) -> None:
+        if self.listen:
+            try:
+                parse_listen(self.listen)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.listen: {exc}") from None
+        _check(0.1 <= self.health_timeout <= 60, f"{key}.health_timeout", "must be in 0.1..60 seconds")
+
+    def resolved_listen(self, environ: typing.Mapping[str, str] | None = None) -> str:
+        """Where to listen: ``listen``, else ``SEEDGRID_METRICS_LISTEN``; empty means off."""
+        env = os.environ if environ is None else environ
+        listen = self.listen or env.get(METRICS_LISTEN_ENV, "").strip()
+        if listen and not self.listen:
+            try:
+                parse_listen(listen)
+            except ValueError as exc:
+                raise ConfigError(f"{METRICS_LISTEN_ENV}: {exc}") from None
+        return listen
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True, slots=True)
 class LoggingSettings:
     level: str = "INFO"
+    format: str = "text"
+    """text | json (one JSON object a line, with the job id on every line about a job)."""
 
     def validate(self, key: str) -> None:
         _check(self.level in LOG_LEVELS, f"{key}.level", f"expected one of {', '.join(LOG_LEVELS)}")
+        _check(self.format in LOG_FORMATS, f"{key}.format", f"expected one of {', '.join(LOG_FORMATS)}")
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
+    models: tuple[ModelEntry, ...] = ()
+    """The models members can pick (``[[models]]``), the first the default; empty: ``[model] id`` alone."""
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     refine: RefineSettings = field(default_factory=RefineSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -380,10 +504,27 @@ class Settings:
     safety: SafetySettings = field(default_factory=SafetySettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
-            getattr(self, f.name).validate(f.name)
+            if f.name != "models":
+                getattr(self, f.name).validate(f.name)
+        _check(len(self.models) <= 25, "models", "at most 25 entries (Discord's choice limit)")
+        names = [entry.name for entry in self.models]
+        _check(len(set(names)) == len(names), "models", f"names must be unique, got {names}")
+        for i, entry in enumerate(self.models):
+            entry.validate(f"models[{i}]")
+        _check(
+            not self.models or self.model.id == DEFAULT_MODEL,
+            "model.id",
+            "set either [model] id (one model) or [[models]] entries (several), not both",
+        )
+
+    @property
+    def model_entries(self) -> tuple[ModelEntry, ...]:
+        """The configured models, the default first: ``[[models]]``, or the one of ``[model] id``."""
+        return self.models or (ModelEntry(name=shorthand_name(self.model.id), id=self.model.id),)
 
 
 # --- loading -------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ import unicodedata
 from dataclasses import replace
 from typing import TypedDict
 
-from bot.config import GenerationSettings, RefineSettings
+from bot.config import RefineSettings
+from bot.diffusion.families import Guidance, NegativeWay
+from bot.engine.models import Catalogue, ModelPreset
 from bot.jobs import MAX_SUFFIXES, SEED_LIMIT, JobKind, JobRequest, Tile, random_seed
 from bot.texts import Text
 
@@ -54,8 +56,16 @@ def clean_prompt(text: str | None, *, negative: bool = False, required: bool = T
     return value
 
 
+def choose_model(models: Catalogue, name: str | None) -> ModelPreset:
+    """The model a member (or the CLI) named, or the default one; a clear refusal for an unknown name."""
+    preset = models.get(name or "")
+    if preset is None:
+        raise UserInputError("input.unknown_model", model=name, names=", ".join(models.names))
+    return preset
+
+
 def imagine_request(
-    gen: GenerationSettings,
+    preset: ModelPreset,
     *,
     prompt: str,
     negative: str | None = None,
@@ -68,38 +78,64 @@ def imagine_request(
     channel_id: int | None = None,
     parent_job: int | None = None,
 ) -> JobRequest:
-    """Validate /imagine's options against the config's bounds; defaults fill what is absent."""
+    """Validate /imagine's options against the model's preset and bounds; its defaults fill what is absent.
+
+    A guidance given to a model that does not use guidance is not an error: it is dropped (and
+    :func:`model_notes` says so to the member).
+    """
     prompt = clean_prompt(prompt)
-    negative_text = clean_prompt(negative, negative=True, required=False) or gen.default_negative
+    negative_text = clean_prompt(negative, negative=True, required=False) or preset.negative
     if seed is None:
         seed = random_seed()
     elif not 0 <= seed < SEED_LIMIT:
         raise UserInputError("input.seed_range", max=SEED_LIMIT - 1)
-    steps = gen.default_steps if steps is None else steps
-    if not gen.min_steps <= steps <= gen.max_steps:
-        raise UserInputError("input.steps_range", min=gen.min_steps, max=gen.max_steps)
-    guidance = gen.default_guidance if guidance is None else float(guidance)
-    if not gen.min_guidance <= guidance <= gen.max_guidance:
-        raise UserInputError("input.guidance_range", min=gen.min_guidance, max=gen.max_guidance)
+    steps = preset.steps if steps is None else steps
+    if not preset.min_steps <= steps <= preset.max_steps:
+        raise UserInputError("input.steps_range", min=preset.min_steps, max=preset.max_steps)
+    if not preset.family.uses_guidance or guidance is None:
+        guidance = preset.guidance
+    elif not preset.min_guidance <= guidance <= preset.max_guidance:
+        raise UserInputError("input.guidance_range", min=preset.min_guidance, max=preset.max_guidance)
     try:
-        chosen = gen.size(size)
+        chosen = preset.size(size)
     except KeyError:
-        names = ", ".join(s.name for s in gen.sizes)
-        raise UserInputError("input.unknown_size", size=size, names=names) from None
+        names = ", ".join(s.name for s in preset.sizes)
+        raise UserInputError("input.unknown_size", size=size, model=preset.name, names=names) from None
     return JobRequest(
         kind=JobKind.IMAGINE,
         prompt=prompt,
         negative=negative_text,
         seed=seed,
         steps=steps,
-        guidance=guidance,
+        guidance=float(guidance),
         width=chosen.width,
         height=chosen.height,
+        model=preset.name,
+        model_id=preset.id,
         user_id=user_id,
         guild_id=guild_id,
         channel_id=channel_id,
         parent_job=parent_job,
     )
+
+
+def model_notes(
+    preset: ModelPreset, request: JobRequest, *, negative: str | None, guidance: float | None
+) -> list[Text]:
+    """What the member should know that the model did not use of what they gave (a note each, privately)."""
+    notes = []
+    family = preset.family
+    if negative and negative.strip() and not family.negative_used(request.guidance):
+        if family.negative is NegativeWay.NONE or not family.uses_guidance:
+            notes.append(Text("note.negative_unsupported", model=preset.label))
+        else:
+            threshold = 1.0 if family.guidance_kind is Guidance.TRUE_CFG else family.cfg_above
+            notes.append(
+                Text("note.negative_low_guidance", model=preset.label, threshold=threshold, guidance=request.guidance)
+            )
+    if guidance is not None and not family.uses_guidance:
+        notes.append(Text("note.guidance_unused", model=preset.label))
+    return notes
 
 
 def parse_suffixes(text: str, settings: RefineSettings) -> tuple[str, ...]:

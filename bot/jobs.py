@@ -101,6 +101,10 @@ class JobRequest(Sampling):
     prompt: str
     seed: int
     suffixes: tuple[str, ...] = ()
+    model: str = ""
+    """The configured model's name (``[[models]] name``) that draws it; empty means the default model."""
+    model_id: str = ""
+    """That model's Hub id or folder when the job was made (for the record; the name picks the model)."""
     user_id: int = 0
     guild_id: int | None = None
     channel_id: int | None = None

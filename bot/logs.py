@@ -1,11 +1,34 @@
-"""Logging set-up: one format for the bot and discord.py, and secrets scrubbed from every record."""
+"""Logging set-up: one format for the bot and discord.py, and secrets scrubbed from every record.
+
+Two formats (``[logging] format``): ``text``, one readable line per record, and ``json``, one JSON object
+per line for log collectors, carrying ``job`` on every line about a job. The job comes from
+:data:`JOB`, a context variable the engine's follower, the local backend and a worker set while they
+handle a job (:func:`about_job`), so lines of discord.py or diffusers logged meanwhile carry it too.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 
 REDACTED = "[redacted]"
+
+JOB: contextvars.ContextVar[int | None] = contextvars.ContextVar("seedgrid_job", default=None)
+"""The job the current task (or device thread) is handling, if any; read by :class:`JsonFormatter`."""
+
+
+@contextlib.contextmanager
+def about_job(job_id: int | None) -> Iterator[None]:
+    """Every line logged in this block (in this task or thread) is about ``job_id``."""
+    token = JOB.set(job_id)
+    try:
+        yield
+    finally:
+        JOB.reset(token)
 
 
 class RedactSecrets(logging.Filter):
@@ -33,10 +56,38 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def setup_logging(level: str, *, secrets: Iterable[str] = ()) -> None:
-    """Log to stderr at ``level``; discord.py's chatty loggers stay at INFO at most."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``, ``job`` when
+    the line is about one, ``exception`` and ``stack`` when present. Runs after :class:`RedactSecrets`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        job = getattr(record, "job", None)
+        if job is None:
+            job = JOB.get()
+        if job is not None:
+            entry["job"] = job
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def setup_logging(level: str, *, secrets: Iterable[str] = (), format: str = "text") -> None:
+    """Log to stderr at ``level`` (``format``: text or json); discord.py's chatty loggers stay at INFO at most."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    if format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

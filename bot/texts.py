@@ -26,7 +26,11 @@ ENGLISH: Final[Mapping[str, str]] = MappingProxyType(
         "input.seed_range": "The seed must be between 0 and {max}.",
         "input.steps_range": "Steps must be between {min} and {max}.",
         "input.guidance_range": "Guidance must be between {min:g} and {max:g}.",
-        "input.unknown_size": "Unknown size {size!r}; choose one of: {names}.",
+        "input.unknown_size": "Unknown size {size!r} for {model}; choose one of: {names}.",
+        "input.unknown_model": "There is no model {model!r} here; choose one of: {names}.",
+        "input.model_gone": (
+            "This grid was drawn by {model}, which this bot no longer offers; start a new /imagine instead."
+        ),
         "input.no_suffix": "Write at least one suffix: one per line, for example `, watercolor`.",
         "input.too_many_suffixes": "At most {max} suffixes (one tile each); you wrote {count}.",
         "input.suffix_too_long": "Line {line} is {length} characters long; a suffix may have at most {max}.",
@@ -68,6 +72,7 @@ ENGLISH: Final[Mapping[str, str]] = MappingProxyType(
         "job.next": "⏳ Queued — next in line",
         "job.position": "⏳ Queued — position {position} in the queue",
         "job.starting": "🎨 Starting…",
+        "job.loading_model": "📦 Loading the model {model}…",
         "job.progress": "🎨 `{bar}`",
         "job.eta": " · ~{seconds:.0f} s left",
         "job.restarting": "⏸ The bot is restarting; this job will run when it is back.",
@@ -79,6 +84,12 @@ ENGLISH: Final[Mapping[str, str]] = MappingProxyType(
         "job.cut_prompt": (
             "ℹ️ The model reads only the first {tokens} tokens of a prompt; this part was ignored: {cut}"
         ),
+        "note.negative_unsupported": "ℹ️ {model} takes no negative prompt; yours was not used.",
+        "note.negative_low_guidance": (
+            "ℹ️ {model} uses a negative prompt only with guidance above {threshold:g}; at {guidance:g} yours "
+            "was not used."
+        ),
+        "note.guidance_unused": "ℹ️ {model} does not use guidance; the value you gave was not used.",
         # --- the finished grid ---
         "grid.refined_title": "Tile {tile} of job {job}, refined",
         "grid.prompt": "**Prompt:** {prompt}",
@@ -109,6 +120,9 @@ ENGLISH: Final[Mapping[str, str]] = MappingProxyType(
         "imagine.steps": "Denoising steps, {min} to {max} (default {default})",
         "imagine.guidance": "How closely to follow the prompt, {min:g} to {max:g} (default {default:g})",
         "imagine.size": "Image size (default {default})",
+        "imagine.model": "Which model draws it (default {default})",
+        "imagine.steps_by_model": "Denoising steps, {min} to {max} (default: the model's own)",
+        "imagine.guidance_by_model": "How closely to follow the prompt, {min:g} to {max:g} (default: the model's own)",
         # --- errors ---
         "error.generic": "Something went wrong; it has been logged for the bot's admin.",
         "error.refine": "Something went wrong with this refinement; it has been logged.",

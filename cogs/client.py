@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import discord
 import yarl
@@ -12,10 +13,15 @@ from discord.ext import commands
 
 from bot.config import DiscordSettings, Settings
 from bot.engine import Engine
+from bot.monitoring.metrics import Metrics
+from cogs import monitoring
+
+if TYPE_CHECKING:
+    from bot.monitoring.http import MonitoringServer
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.errors", "cogs.imagine", "cogs.admin")
+EXTENSIONS = ("cogs.errors", "cogs.monitoring", "cogs.imagine", "cogs.admin")
 
 
 def point_at(settings: DiscordSettings) -> None:
@@ -34,10 +40,23 @@ def intents() -> discord.Intents:
 
 
 class SeedgridBot(commands.Bot):
-    """``engine`` may be given (tests share one loaded model); otherwise it is opened in ``setup_hook``."""
+    """``engine`` may be given (tests share one loaded model); otherwise it is opened in ``setup_hook``.
 
-    def __init__(self, settings: Settings, *, engine: Engine | None = None, **options: Any) -> None:
+    ``metrics``: what the bot records into (give the engine's, when an engine is given); by default the
+    bot makes its own when ``[metrics] listen`` is set, and records nothing when it is not. With a
+    listen address, ``setup_hook`` serves /metrics, /healthz and /readyz before anything else.
+    """
+
+    def __init__(
+        self, settings: Settings, *, engine: Engine | None = None, metrics: Metrics | None = None, **options: Any
+    ) -> None:
         point_at(settings.discord)
+        listen = settings.metrics.resolved_listen()
+        if metrics is None and listen:
+            metrics = Metrics.for_settings(settings, role="bot")
+        monitor = None if metrics is None else monitoring.DiscordMonitor(metrics)
+        if monitor is not None:
+            options.setdefault("http_trace", monitor.trace)  # discord.py's hook for watching its requests
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents(),
@@ -48,6 +67,10 @@ class SeedgridBot(commands.Bot):
         self.settings = settings
         self._engine = engine
         self._owns_engine = engine is None
+        self.metrics = metrics
+        self.discord_monitor = monitor
+        self._listen = listen
+        self.endpoint: MonitoringServer | None = None
 
     @property
     def engine(self) -> Engine:
@@ -55,10 +78,24 @@ class SeedgridBot(commands.Bot):
             raise RuntimeError("the engine is opened in setup_hook")
         return self._engine
 
+    @property
+    def engine_opened(self) -> bool:
+        return self._engine is not None
+
     async def setup_hook(self) -> None:
+        if self.metrics is not None and self._listen:  # first: /healthz answers while the model loads
+            from bot.monitoring.health import serve
+
+            self.endpoint = serve(
+                self._listen,
+                self.metrics,
+                self.settings.metrics,
+                readiness=partial(monitoring.readiness, self),
+                snapshot=partial(monitoring.snapshot, self),
+            )
         if self._engine is None:
             log.info("loading model %s", self.settings.model.id)
-            self._engine = await Engine.open(self.settings)
+            self._engine = await Engine.open(self.settings, observer=self.metrics)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.settings.discord.sync_commands:
@@ -85,3 +122,6 @@ class SeedgridBot(commands.Bot):
             if self._owns_engine:
                 await self._engine.close()
         await super().close()
+        endpoint, self.endpoint = self.endpoint, None
+        if endpoint is not None:
+            await asyncio.to_thread(endpoint.stop)

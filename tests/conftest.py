@@ -6,6 +6,12 @@ bot's own loader (``Engine.open`` → ``Pipeline.load``), the same code path a H
 
 from __future__ import annotations
 
+import os
+
+# No test reaches the Hugging Face Hub (every model is built locally): a model id that is not a folder
+# fails at once instead of after huggingface_hub's retries. Set before anything imports huggingface_hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -39,10 +45,17 @@ def config_text(
     """A complete config file for tests: tiny sizes, few steps, fast progress edits.
 
     Unless ``extra`` has an ``[access]`` section, the per-member rate limit is lifted: tests that
-    send many commands as one member are about other things.
+    send many commands as one member are about other things. Unless it names a ``classifier``, the
+    NSFW classifier is off (its default is a Hub id).
     """
     if "[access]" not in extra:
         extra += "\n[access]\nrate_burst = 1000\nrate_per_minute = 10000.0\n"
+    if "classifier" not in extra:  # the default NSFW classifier is a Hub download: tests that want one build it
+        extra = (
+            extra.replace("[safety]\n", '[safety]\nclassifier = ""\n')
+            if "[safety]" in extra
+            else (extra + '\n[safety]\nclassifier = ""\n')
+        )
     return f"""
 [discord]
 api_base_url = "{api_base_url}"

@@ -26,13 +26,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.config import ModelSettings
 from bot.diffusion.checker import has_checker, keep_or_drop_checker, run_checker, without_builtin_checker
 from bot.diffusion.devices import dtype_kwarg, dtype_name, resolve_device, resolve_dtype
+from bot.diffusion.families import Family, call_arguments, call_defaults, facts_of, identify
 from bot.diffusion.progress import PreviewCallback, StepCallback, StepReporter, StopCheck
 from bot.diffusion.prompts import PromptLimit
 from bot.diffusion.schedulers import resolve_scheduler, use_scheduler
@@ -43,12 +44,12 @@ from bot.jobs import SEED_LIMIT, GenParams, RenderCancelled, Tile
 if TYPE_CHECKING:
     from PIL import Image
 
+    from bot.diffusion.classifier import ImageClassifier
+
 log = logging.getLogger(__name__)
 
 MAX_TILES = 8
 """The most images one call may make (a grid shows four; a refine job makes one per suffix)."""
-SIZE_MULTIPLE = 8
-"""Width and height must be multiples of the SD VAE's downsampling factor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,21 +68,45 @@ class GenerationOutput:
 class Pipeline:
     """A loaded diffusers text-to-image pipeline and the one way seedgrid runs it."""
 
-    def __init__(self, pipe: Any, info: ModelInfo) -> None:
+    def __init__(
+        self, pipe: Any, info: ModelInfo, family: Family | None = None, *, classifier: ImageClassifier | None = None
+    ) -> None:
         # `pipe` is a diffusers pipeline (StableDiffusionPipeline for SD 1.x); typed Any because
         # AutoPipelineForText2Image picks the class at run time.
         self._pipe = pipe
         self._lock = threading.Lock()
-        self._prompts = PromptLimit(pipe.tokenizer)
+        self.family = family or identify(facts_of(pipe))
+        self._accepted = call_defaults(type(pipe))
+        self._prompts = PromptLimit.for_family(getattr(pipe, self.family.prompt_reader), self.family)
         self._checks = has_checker(pipe)
+        self._classifier = None if self._checks else classifier
         self.info = info
 
+    @property
+    def weight_bytes(self) -> int:
+        """What the loaded weights take (every torch module of the pipeline: parameters and buffers)."""
+        import torch
+
+        total = 0
+        for component in self._pipe.components.values():
+            if isinstance(component, torch.nn.Module):
+                tensors = [*component.parameters(), *component.buffers()]
+                total += sum(t.numel() * t.element_size() for t in tensors)
+        return total
+
     @classmethod
-    def load(cls, settings: ModelSettings, *, safety_checker: bool = True) -> Pipeline:
+    def load(
+        cls,
+        settings: ModelSettings,
+        *,
+        safety_checker: bool = True,
+        classifier: Callable[[], ImageClassifier] | None = None,
+    ) -> Pipeline:
         """Load ``settings.id`` (a Hub id or a ``save_pretrained`` folder). Blocking: seconds to minutes.
 
         With ``safety_checker`` (``[safety] checker``) every batch goes through the model's
-        safety checker when it has one; with False it is dropped before it reaches the device.
+        safety checker when it has one, else through the image classifier ``classifier()`` makes
+        (called only then); with False the model's checker is dropped before it reaches the device.
         """
         import diffusers
 
@@ -102,30 +127,40 @@ class Pipeline:
         if scheduler_cls is not None:
             use_scheduler(pipe, scheduler_cls)
 
-        # 4. The safety checker: kept (generate() runs it on a copy of the images) or dropped
-        checker_state = keep_or_drop_checker(pipe, wanted=safety_checker)
+        # 4. Its family (from the class and config, after the scheduler swap: LCM changes the preset)
+        family = identify(facts_of(pipe))
 
-        # 5. Place it, then the speed options (none changes what a seed draws)
+        # 5. The safety checker: kept (generate() runs it on a copy of the images) or dropped;
+        #    without one, the image classifier checks the tiles
+        checker_state = keep_or_drop_checker(pipe, wanted=safety_checker)
+        checks: ImageClassifier | None = None
+        if not has_checker(pipe) and safety_checker and classifier is not None:
+            checks = classifier()
+            checker_state = checks.description
+
+        # 6. Place it, then the speed options (none changes what a seed draws)
         if offload:
             pipe.enable_model_cpu_offload(device=device)
         else:
             pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
-        speed = apply_speed_options(pipe, settings, offload=offload)
+        speed = apply_speed_options(pipe, settings, family, offload=offload)
 
         info = ModelInfo(
             model=settings.id,
             device=device,
             dtype=dtype_name(dtype),
             scheduler=type(pipe.scheduler).__name__,
-            safety_checker=has_checker(pipe),
+            safety_checker=has_checker(pipe) or checks is not None,
             speed=speed,
+            family=family.name,
         )
         log.info(
-            "loaded model %s in %.1f s: %s on %s%s, %s, scheduler %s, safety checker %s, speed options %s",
+            "loaded model %s in %.1f s: %s (%s) on %s%s, %s, scheduler %s, safety check %s, speed options %s",
             info.model,
             time.perf_counter() - start,
             type(pipe).__name__,
+            family.label,
             info.device,
             " (model cpu offload)" if offload else "",
             info.dtype,
@@ -133,7 +168,7 @@ class Pipeline:
             checker_state,
             ", ".join(speed) or "none",
         )
-        return cls(pipe, info)
+        return cls(pipe, info, family, classifier=checks)
 
     def warm_up(self, sizes: Sequence[tuple[int, int]], *, steps: int = 2) -> float:
         """Run each size once with 4 tiles and once with 1, so compiled kernels exist before any member asks.
@@ -147,7 +182,7 @@ class Pipeline:
                     tiles=tuple(Tile("warm-up", seed) for seed in range(tiles)),
                     negative="",
                     steps=steps,
-                    guidance=7.5,
+                    guidance=self.family.guidance,
                     width=width,
                     height=height,
                 )
@@ -159,8 +194,13 @@ class Pipeline:
     # --- prompts (a bot.engine.backend.PromptReader) -------------------------------------------
 
     @property
+    def prompt_limit(self) -> PromptLimit:
+        """Where this model's reading encoder cuts a prompt (a :class:`bot.engine.backend.PromptReader`)."""
+        return self._prompts
+
+    @property
     def max_prompt_tokens(self) -> int:
-        """The text encoder's context, start and end tokens included (77 for SD 1.x)."""
+        """The reading encoder's context, specials included (77 for SD 1.x, 512 for FLUX.1-dev)."""
         return self._prompts.max_prompt_tokens
 
     def prompt_overflow(self, prompt: str) -> str | None:
@@ -172,9 +212,8 @@ class Pipeline:
 
     # --- generation --------------------------------------------------------------------------
 
-    @staticmethod
-    def check_inputs(params: GenParams) -> None:
-        """Raise ``ValueError`` naming the field when ``params`` cannot be run."""
+    def check_inputs(self, params: GenParams) -> None:
+        """Raise ``ValueError`` naming the field when ``params`` cannot be run by this model."""
         if not params.tiles:
             raise ValueError("params.tiles: need at least one tile")
         if len(params.tiles) > MAX_TILES:
@@ -184,10 +223,13 @@ class Pipeline:
                 raise ValueError(f"params.tiles[{i}].prompt: expected a string, got {type(tile.prompt).__name__}")
             if not 0 <= tile.seed < SEED_LIMIT:
                 raise ValueError(f"params.tiles[{i}].seed: must be in 0..{SEED_LIMIT - 1}, got {tile.seed}")
+        multiple = self.family.size_multiple
         for name in ("width", "height"):
             value = getattr(params, name)
-            if value < SIZE_MULTIPLE or value % SIZE_MULTIPLE:
-                raise ValueError(f"params.{name}: must be a positive multiple of {SIZE_MULTIPLE}, got {value}")
+            if value < multiple or value % multiple:
+                raise ValueError(
+                    f"params.{name}: must be a positive multiple of {multiple} for {self.family.label}, got {value}"
+                )
         if params.steps < 1:
             raise ValueError(f"params.steps: must be at least 1, got {params.steps}")
         if not math.isfinite(params.guidance):
@@ -204,6 +246,8 @@ class Pipeline:
     ) -> GenerationOutput:
         """Run one batched call: image *i* from ``params.tiles[i]`` (its prompt, its seed). Blocking.
 
+        The guidance, negative prompt and sequence length reach the pipeline as its family takes
+        them (:func:`bot.diffusion.families.call_arguments`).
         ``on_step(n, params.steps)`` is called after each step, ``n = 1 .. params.steps``;
         ``should_stop()`` is polled before the run and after each step, and a true answer ends
         the run at the next step with :class:`bot.jobs.RenderCancelled`. With ``preview_every > 0``,
@@ -212,7 +256,7 @@ class Pipeline:
         and one that fails is logged and skipped. All callbacks run in the calling thread.
 
         When the model has a safety checker and it is on, ``nsfw[i]`` is its verdict on image
-        *i*; the images are returned as drawn either way.
+        *i* (without one, the image classifier's); the images are returned as drawn either way.
         """
         import torch
 
@@ -221,7 +265,15 @@ class Pipeline:
         if preview_every < 0:
             raise ValueError(f"preview_every: must be 0 (off) or more, got {preview_every}")
         n = len(params.tiles)
-        reporter = StepReporter(params.steps, on_step, should_stop, on_preview, preview_every)
+        reporter = StepReporter(
+            params.steps,
+            on_step,
+            should_stop,
+            on_preview if self.family.preview else None,
+            preview_every if self.family.preview else 0,
+            family=self.family,
+            size=(params.width, params.height),
+        )
 
         with self._lock:
             if reporter.stop_requested():
@@ -233,28 +285,31 @@ class Pipeline:
 
             # 3. One batched call, without diffusers' own safety check (it would black images out)
             start = time.perf_counter()
+            arguments = call_arguments(
+                self.family, self._accepted, count=n, negative=params.negative, guidance=params.guidance
+            )
             with without_builtin_checker(self._pipe):
                 output = self._pipe(
                     prompt=params.prompts,
-                    negative_prompt=[params.negative] * n if params.negative.strip() else None,
                     generator=generators,
                     num_inference_steps=params.steps,
-                    guidance_scale=params.guidance,
                     width=params.width,
                     height=params.height,
-                    callback_on_step_end=reporter,
-                    callback_on_step_end_tensor_inputs=["latents"],
+                    **arguments,
+                    **reporter.callback_arguments(self._accepted, self._pipe),
                 )
 
             # 4. Interrupted? (diffusers still decodes what it has; those images are dropped)
             if reporter.cancelled:
                 raise RenderCancelled(f"stopped after {reporter.reported} of {params.steps} steps")
 
-            # 5. The safety checker's verdicts, the images left as they are
+            # 5. The safety verdicts (the model's checker, else the classifier), the images left as they are
             images = list(output.images)
             nsfw = [False] * n
             if self._checks:
                 nsfw = run_checker(self._pipe.safety_checker, self._pipe.feature_extractor, images)
+            elif self._classifier is not None:
+                nsfw = self._classifier.flags(images)
             elapsed = time.perf_counter() - start
 
         if any(nsfw):

@@ -3,9 +3,9 @@
 A full VAE decode costs about as much as several denoising steps; a preview has to cost almost
 nothing, because it runs in the worker thread between two steps. SD 1.x's latent space is close
 enough to linear in colour that a 4×3 matrix gives a recognisable (blurry, 1/8-resolution)
-picture: the "latent2rgb" / "Approx cheap" preview of A1111 and ComfyUI. Latents with another
-channel count (other model families) fall back to a generic projection, so any model gets a
-preview of some sort.
+picture: the "latent2rgb" / "Approx cheap" preview of A1111 and ComfyUI. Each family brings its own
+published factors (:mod:`bot.diffusion.families`, which also unpacks packed latents); a family
+without them gets a generic projection of its first channels.
 
 Pure torch + Pillow; the tiles are laid out by :func:`bot.imaging.grid.compose_grid`, numbered like the
 final grid, so "tile 3" is in the same place while the job runs and when it is done. torch is
@@ -19,23 +19,11 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from bot.diffusion.families import SD1, LatentColours
 from bot.imaging.grid import compose_grid, grid_shape
 
 if TYPE_CHECKING:
     import torch
-
-SD1_LATENT_RGB = (
-    (0.298, 0.207, 0.208),
-    (0.187, 0.286, 0.173),
-    (-0.158, 0.189, 0.264),
-    (-0.184, -0.271, -0.473),
-)
-"""Latent channel → RGB weights for SD 1.x (A1111's ``sd_vae_approx.cheap_approximation``, also
-ComfyUI's first SD1.5 ``latent_rgb_factors``). They apply to the latents the denoising loop
-works on, i.e. already multiplied by the VAE's ``scaling_factor`` (0.18215), and give RGB in
-about -1..1."""
-SD1_LATENT_RGB_BIAS = (0.0, 0.0, 0.0)
-"""Added after the matrix (zero for SD 1.x; other models' factor sets come with one)."""
 
 GENERIC_SPREAD = 2.0
 """The generic projection maps mean ± this many standard deviations of a channel onto 0..255."""
@@ -46,21 +34,24 @@ PREVIEW_QUALITY = 80
 """JPEG: a 256² grid encodes in about a millisecond, in 5-30 kB (30 for pure noise)."""
 
 
-def latents_to_rgb(latents: torch.Tensor) -> torch.Tensor:
+SD1_COLOURS = SD1.colours
+
+
+def latents_to_rgb(latents: torch.Tensor, colours: LatentColours | None = SD1_COLOURS) -> torch.Tensor:
     """``(B, C, h, w)`` latents → ``(B, h, w, 3)`` uint8 RGB on the CPU, one cheap linear map.
 
-    Four channels use :data:`SD1_LATENT_RGB`; any other channel count shows its first three
-    channels (repeated when there are fewer), each normalised over the image. The input is
-    never modified.
+    ``colours`` with as many factors as there are channels map them to RGB; otherwise (or with
+    None) the first three channels are shown (repeated when there are fewer), each normalised over
+    the image. The input is never modified.
     """
     import torch
 
     if latents.ndim != 4:
         raise ValueError(f"expected latents of shape (batch, channels, height, width), got {tuple(latents.shape)}")
     x = latents.detach().to(device="cpu", dtype=torch.float32)
-    if x.shape[1] == len(SD1_LATENT_RGB):
-        factors = torch.tensor(SD1_LATENT_RGB, dtype=torch.float32)
-        bias = torch.tensor(SD1_LATENT_RGB_BIAS, dtype=torch.float32)
+    if colours is not None and x.shape[1] == colours.channels:
+        factors = torch.tensor(colours.factors, dtype=torch.float32)
+        bias = torch.tensor(colours.bias, dtype=torch.float32)
         rgb = (torch.einsum("bchw,cr->bhwr", x, factors) + bias + 1.0) / 2.0
     else:
         channels = x[:, :3] if x.shape[1] >= 3 else x[:, :1].expand(-1, 3, -1, -1)
@@ -76,7 +67,9 @@ def _fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
-def latents_to_preview(latents: torch.Tensor, *, max_side: int = 256) -> bytes:
+def latents_to_preview(
+    latents: torch.Tensor, *, colours: LatentColours | None = SD1_COLOURS, max_side: int = 256
+) -> bytes:
     """Encode a preview of a batch of latents: a numbered 1-4 tile grid, long side ``max_side``.
 
     Every tile is decoded with :func:`latents_to_rgb`, scaled so that the grid's long side is
@@ -86,7 +79,7 @@ def latents_to_preview(latents: torch.Tensor, *, max_side: int = 256) -> bytes:
     """
     if max_side < 16:
         raise ValueError(f"max_side must be at least 16, got {max_side}")
-    pixels = latents_to_rgb(latents).numpy()
+    pixels = latents_to_rgb(latents, colours).numpy()
     columns, rows = grid_shape(len(pixels))
     height, width = pixels.shape[1:3]
     cell = _fit((width, height), (max_side // columns, max_side // rows))

@@ -16,15 +16,21 @@ import dataclasses
 import gc
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from bot.config import ModelSettings
+from bot.config import ModelSettings, shorthand_name
 from bot.diffusion.pipeline import GenerationOutput, Pipeline
 from bot.diffusion.progress import PreviewCallback, StepCallback, StopCheck
+from bot.diffusion.shelf import LoadingCallback, Shelf
 from bot.engine.backend import ModelInfo
 from bot.imaging.grid import compose_grid, encode_png
 from bot.imaging.tiles import Tiles
 from bot.jobs import GenParams, Job, JobResult
+
+if TYPE_CHECKING:
+    from bot.diffusion.classifier import ImageClassifier
+    from bot.monitoring.observer import Observer
 
 log = logging.getLogger(__name__)
 
@@ -80,45 +86,79 @@ class _Progress:
 
 
 class PipelineRenderer:
-    """Owns one loaded pipeline; create it in the worker thread that will use it.
+    """Owns the pipelines of one device (a :class:`bot.diffusion.shelf.Shelf`); create it in the worker
+    thread that will use it.
 
     It is the local backend's :class:`bot.engine.local.Renderer`. ``preview_every``: send a preview
     of the tiles to ``render``'s ``on_preview`` every that many steps (0 = never).
     """
 
-    def __init__(self, pipeline: Pipeline, *, preview_every: int = 0) -> None:
+    def __init__(self, shelf: Shelf | Pipeline, *, preview_every: int = 0, observer: Observer | None = None) -> None:
         if preview_every < 0:
             raise ValueError(f"preview_every: must be 0 (off) or more, got {preview_every}")
-        self.pipeline = pipeline
+        self.observer = observer  # metrics: told of every out-of-memory split
+        self.shelf = shelf if isinstance(shelf, Shelf) else Shelf.holding(shelf)
         self.preview_every = preview_every
+        self._info = self.shelf.get(self.shelf.default).info  # the default model is loaded at start-up
 
     @classmethod
     def load(
         cls,
-        settings: ModelSettings,
+        models: ModelSettings | Mapping[str, ModelSettings],
         *,
         preview_every: int = 0,
         safety_checker: bool = True,
-        warm_up: Sequence[tuple[int, int]] = (),
+        classifier: Callable[[], ImageClassifier] | None = None,
+        warm_up: Sequence[tuple[int, int]] | Mapping[str, Sequence[tuple[int, int]]] = (),
+        memory_budget: float = 0.0,
+        observer: Observer | None = None,
     ) -> PipelineRenderer:
-        """Load the model (blocking). ``safety_checker`` is ``[safety] checker``: see :meth:`Pipeline.load`.
+        """Load the default model (blocking); the others load when a job needs them.
 
-        With ``model.compile`` the ``warm_up`` sizes are run once each here, in the worker thread at
-        start-up, so that no member waits for a compilation.
+        ``models``: the configured models by name, the default first (or one model's settings, named
+        as ``[model] id`` names it: :func:`bot.config.shorthand_name`).
+        ``safety_checker`` is ``[safety] checker`` (see :meth:`Pipeline.load`); ``classifier`` makes
+        the image classifier, once, for the first model without a safety checker of its own. With
+        ``model.compile`` each model runs its ``warm_up`` sizes when it loads, in the worker thread,
+        so that no member waits for a compilation.
         """
-        pipeline = Pipeline.load(settings, safety_checker=safety_checker)
-        if settings.compile and warm_up:
-            pipeline.warm_up(warm_up)
-        return cls(pipeline, preview_every=preview_every)
+        named = {shorthand_name(models.id): models} if isinstance(models, ModelSettings) else dict(models)
+        sizes = warm_up if isinstance(warm_up, Mapping) else dict.fromkeys(named, warm_up)
+        made: list[ImageClassifier] = []
+
+        def the_classifier() -> ImageClassifier:  # one per device, shared by its models
+            assert classifier is not None
+            if not made:
+                made.append(classifier())
+            return made[0]
+
+        def load_model(settings: ModelSettings) -> Pipeline:
+            name = next(n for n, s in named.items() if s is settings)
+            loading = time.perf_counter()
+            pipeline = Pipeline.load(
+                settings, safety_checker=safety_checker, classifier=the_classifier if classifier else None
+            )
+            if settings.compile and sizes.get(name):
+                pipeline.warm_up(sizes[name])
+            if observer is not None:
+                observer.model_loaded(pipeline.info.device, name, time.perf_counter() - loading)
+            return pipeline
+
+        budget = next(iter(named.values())).memory_budget
+        shelf = Shelf(named, load_model, budget_gib=memory_budget or budget)
+        return cls(shelf, preview_every=preview_every, observer=observer)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline used last (the default model's until a job asks for another)."""
+        return self.shelf.last or self.shelf.get(self.shelf.default)
 
     @property
     def info(self) -> ModelInfo:
-        return self.pipeline.info
-
-    @property
-    def prompt_reader(self) -> Pipeline:
-        """Where the model cuts prompts (a :class:`bot.engine.backend.PromptReader`): the pipeline itself."""
-        return self.pipeline
+        last = self.shelf.last
+        if last is not None:
+            self._info = last.info
+        return dataclasses.replace(self._info, models=self.shelf.names, loaded=self.shelf.loaded)
 
     def render(
         self,
@@ -126,11 +166,14 @@ class PipelineRenderer:
         on_step: StepCallback,
         should_stop: StopCheck,
         on_preview: PreviewCallback | None = None,
+        on_load: LoadingCallback | None = None,
     ) -> JobResult:
-        # 1. one batched pipeline call, one CPU generator per tile (split on out-of-memory)
+        # 1. the job's model (loaded now if this device does not hold it), then one batched pipeline
+        #    call, one CPU generator per tile (split on out-of-memory)
+        pipeline = self.shelf.get(job.request.model, on_load)
         params = job.request.params()
         progress = _Progress(on_step, len(params.tiles))
-        output = self._generate(params, 0, progress, should_stop, on_preview)  # RenderCancelled when stopped
+        output = self._generate(pipeline, params, 0, progress, should_stop, on_preview)  # RenderCancelled when stopped
         # 2. the numbered grid, encoded here rather than on the event loop (the tiles only when asked for)
         grid = compose_grid(output.images)
         return JobResult(
@@ -144,6 +187,7 @@ class PipelineRenderer:
 
     def _generate(
         self,
+        pipeline: Pipeline,
         params: GenParams,
         first: int,
         progress: _Progress,
@@ -158,7 +202,7 @@ class PipelineRenderer:
         whole = count == progress.tiles
         start = time.perf_counter()
         try:
-            return self.pipeline.generate(
+            return pipeline.generate(
                 params,
                 on_step=progress.part(first, count),
                 should_stop=should_stop,
@@ -178,11 +222,15 @@ class PipelineRenderer:
                 half,
                 count - half,
             )
+            if self.observer is not None:
+                self.observer.oom_split(self.info.device)
         # out of the except block: the failed call's frames (and their tensors) are unreachable now
         free_memory()
         head, tail = params.tiles[:half], params.tiles[half:]
-        left = self._generate(dataclasses.replace(params, tiles=head), first, progress, should_stop, None)
-        right = self._generate(dataclasses.replace(params, tiles=tail), first + half, progress, should_stop, None)
+        left = self._generate(pipeline, dataclasses.replace(params, tiles=head), first, progress, should_stop, None)
+        right = self._generate(
+            pipeline, dataclasses.replace(params, tiles=tail), first + half, progress, should_stop, None
+        )
         return GenerationOutput(
             images=left.images + right.images,
             nsfw=left.nsfw + right.nsfw,

@@ -6,6 +6,7 @@
 - :mod:`.local` — :class:`LocalBackend`: one worker thread per device in this process.
 - :mod:`.fairqueue` — the round-robin queue (one job per member per turn).
 - :mod:`.store` — jobs and tiles in SQLite.
+- :mod:`.models` — the configured models with their families and presets (:class:`Catalogue`).
 """
 
 from bot.engine.backend import (
@@ -26,6 +27,7 @@ from bot.engine.events import (
     Failed,
     Interrupted,
     JobHandle,
+    Loading,
     Preview,
     Progress,
     Queued,
@@ -34,6 +36,7 @@ from bot.engine.events import (
     Terminal,
 )
 from bot.engine.local import LocalBackend
+from bot.engine.models import Catalogue, ModelPreset
 
 __all__ = [
     "TERMINAL",
@@ -41,6 +44,7 @@ __all__ = [
     "Backend",
     "BackendClosedError",
     "Cancelled",
+    "Catalogue",
     "Done",
     "Engine",
     "EngineStatus",
@@ -49,8 +53,10 @@ __all__ = [
     "Interrupted",
     "JobHandle",
     "JobListener",
+    "Loading",
     "LocalBackend",
     "ModelInfo",
+    "ModelPreset",
     "Preview",
     "Progress",
     "PromptReader",

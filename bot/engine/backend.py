@@ -60,6 +60,12 @@ class ModelInfo:
     """Whether every batch goes through the model's safety checker (it has one, and it is on)."""
     speed: tuple[str, ...] = ()
     """The speed options in effect (e.g. sdpa, channels_last, fuse_qkv, compile)."""
+    family: str = ""
+    """The model's family (:mod:`bot.diffusion.families`: sd1, sdxl, flux-dev, …)."""
+    models: tuple[str, ...] = ()
+    """The configured models (their names) this device or worker serves."""
+    loaded: tuple[str, ...] = ()
+    """Those of them it holds loaded now."""
 
 
 UNKNOWN_MODEL = ModelInfo(model="?", device="?", dtype="?", scheduler="?", safety_checker=True)
@@ -120,11 +126,6 @@ class Backend(abc.ABC):
     @property
     def workers(self) -> list[WorkerInfo] | None:
         """The live workers of a remote backend; None for a backend that runs jobs itself."""
-        return None
-
-    @property
-    def prompt_reader(self) -> PromptReader | None:
-        """What knows where the model cuts prompts, when it can be had."""
         return None
 
     async def refresh_workers(self) -> None:  # noqa: B027 - a no-op for backends without workers

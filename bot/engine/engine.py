@@ -29,14 +29,17 @@ from typing import TYPE_CHECKING
 import aiofiles
 import aiofiles.os
 
-from bot.engine.backend import Backend, BackendClosedError, ModelInfo, PromptReader, WorkerInfo
+from bot.engine.backend import Backend, BackendClosedError, ModelInfo, PromptReader, QueueFullError, WorkerInfo
 from bot.engine.events import Cancelled, Done, Event, Failed, Interrupted, JobHandle, Started
+from bot.engine.models import Catalogue
 from bot.engine.store import Store
 from bot.jobs import Job, JobRequest, JobResult, JobStatus, Tile
+from bot.logs import JOB
 from bot.texts import Text
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.monitoring.observer import Observer
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +74,22 @@ class QueueListing:
 
 
 class Engine:
-    def __init__(self, store: Store, backend: Backend, *, output_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        models: Catalogue,
+        *,
+        output_dir: Path | None = None,
+        prompt_readers: dict[str, PromptReader | None] | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self._observer = observer  # metrics (bot.monitoring): told of every admission, refusal and job event
         self._store = store
         self._backend = backend
+        self.models = models
+        """The configured models with their families and presets (what a member may pick)."""
+        self._readers = prompt_readers or {}
         self._output_dir = output_dir
         self._handles: dict[int, JobHandle] = {}
         self._followers: set[asyncio.Task[None]] = set()
@@ -89,10 +105,12 @@ class Engine:
         database: Path | str | None = None,
         scope: str = "bot",
         want_tiles: bool | None = None,
+        observer: Observer | None = None,
     ) -> Engine:
         """Open the store and start the backend: load the model in its device thread (``local``), or
         connect to Redis and hand jobs to the workers there (``redis``; ``scope`` keeps the keys of a
         command-line run apart from the bot's; ``want_tiles``: have workers send the separate tiles)."""
+        models = await asyncio.to_thread(Catalogue.resolve, settings)  # a ConfigError stops here, before any load
         store = await Store.open(settings.storage.database if database is None else database)
         backend: Backend
         if settings.executor.backend == "redis":
@@ -104,14 +122,17 @@ class Engine:
         else:
             from bot.engine.local import LocalBackend
 
-            backend = LocalBackend.from_settings(settings)
+            backend = LocalBackend.from_settings(settings, models, observer=observer)
         try:
             await backend.start()
+            readers = await asyncio.to_thread(_prompt_readers, models)
         except BaseException:
             await backend.close()
             await store.close()
             raise
-        return cls(store, backend, output_dir=settings.storage.output_dir)
+        return cls(
+            store, backend, models, output_dir=settings.storage.output_dir, prompt_readers=readers, observer=observer
+        )
 
     async def stop(self, *, grace: float | None = None) -> None:
         """Stop taking jobs, let the running one finish (up to ``grace``), keep the rest for the next start.
@@ -142,7 +163,12 @@ class Engine:
         against the limits from here on; pass it to :meth:`start` (or :meth:`abandon`).
         """
         user = request.user_id
-        self._backend.check_capacity(user, pending_user=self._pending[user], pending_total=self._pending.total())
+        try:
+            self._backend.check_capacity(user, pending_user=self._pending[user], pending_total=self._pending.total())
+        except (QueueFullError, BackendClosedError) as exc:
+            if self._observer is not None:
+                self._observer.job_refused(request, exc.text.key)
+            raise
         self._pending[user] += 1  # counted while stored-but-not-queued, so concurrent requests see it
         try:
             job = await self._store.create_job(request)
@@ -150,6 +176,8 @@ class Engine:
             self._release(user)
             raise
         self._admitted.add(job.id)
+        if self._observer is not None:
+            self._observer.job_submitted(request)
         return job
 
     def start(self, job: Job, listener: JobListener | None = None) -> JobHandle:
@@ -224,17 +252,21 @@ class Engine:
         """What the first device (or the first live worker) runs: model, device, dtype, scheduler."""
         return self._backend.info
 
-    @property
-    def max_prompt_tokens(self) -> int:
-        reader = self._backend.prompt_reader
+    def max_prompt_tokens(self, model: str = "") -> int:
+        """The tokens ``model``'s reading text encoder takes (``""``: the default model's)."""
+        reader = self._reader(model)
         return DEFAULT_PROMPT_TOKENS if reader is None else reader.max_prompt_tokens
 
-    async def prompt_overflow(self, prompt: str) -> str | None:
-        """The part of ``prompt`` the text encoder will not read, or None (tokenized off the event loop)."""
-        reader: PromptReader | None = self._backend.prompt_reader
+    async def prompt_overflow(self, prompt: str, model: str = "") -> str | None:
+        """The part of ``prompt`` ``model``'s text encoder will not read, or None (tokenized off the event loop)."""
+        reader = self._reader(model)
         if reader is None:
             return None
         return await asyncio.to_thread(reader.prompt_overflow, prompt)
+
+    def _reader(self, model: str) -> PromptReader | None:
+        preset = self.models.get(model)
+        return None if preset is None else self._readers.get(preset.name)
 
     # --- recording delivery ---
 
@@ -260,6 +292,10 @@ class Engine:
         await self._store.mark_undeliverable(job_id, reason)
 
     # --- for admins ---
+
+    async def store_writable(self) -> bool:
+        """Whether the store takes a write now (``/readyz``)."""
+        return await self._store.writable()
 
     async def status(self, *, since: float) -> EngineStatus:
         """Model, queue and workers now; the run times of jobs finished since ``since`` (a ``time.time()``)."""
@@ -304,6 +340,7 @@ class Engine:
 
     async def _follow(self, handle: JobHandle, listener: JobListener | None, *, record: bool = True) -> None:
         job = handle.job
+        JOB.set(job.id)  # this task's log lines (the delivery's too) are about this job
         try:
             async for reported in handle.events():
                 event = reported
@@ -335,6 +372,8 @@ class Engine:
             # Interrupted: left queued/running in the store, to run again at the next start
         except Exception:
             log.exception("could not record %s for job %d", type(event).__name__, job.id)
+        if self._observer is not None:
+            self._observer.job_event(job, event)
 
     async def _save(self, job: Job, result: JobResult, output_dir: Path) -> None:
         try:
@@ -358,3 +397,10 @@ class Engine:
             log.debug("saved job %d to %s", job.id, folder)
         except Exception:
             log.exception("could not save job %d to the output folder", job.id)
+
+
+def _prompt_readers(models: Catalogue) -> dict[str, PromptReader | None]:
+    """Each model's reading tokenizer (a few MB each, no weights). Blocking."""
+    from bot.diffusion.prompts import PromptLimit
+
+    return {preset.name: PromptLimit.load(preset.id, preset.family) for preset in models}

@@ -59,6 +59,12 @@ class Done:
 
 
 @dataclass(frozen=True, slots=True)
+class Loading:
+    model: str
+    """The configured model's name: its device loads it for this job (seconds to minutes)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     reason: str
     """A sentence fit for a member; the traceback goes to the log only."""
@@ -77,7 +83,7 @@ class Interrupted:
 
 Terminal = Done | Failed | Cancelled | Interrupted
 TERMINAL = (Done, Failed, Cancelled, Interrupted)
-Event = Queued | Started | Progress | Preview | Terminal
+Event = Queued | Started | Loading | Progress | Preview | Terminal
 
 
 class StopReason(enum.Enum):

@@ -11,6 +11,7 @@ The bot runs one (``[executor] backend = "local"``), and so does every Redis wor
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,14 +20,19 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
-from bot.config import ExecutorSettings, Settings
-from bot.engine.backend import Backend, ModelInfo, PromptReader
-from bot.engine.events import Done, Failed, JobHandle, Preview, Progress, Started, StopReason
+from bot.config import ExecutorSettings, SafetySettings, Settings
+from bot.engine.backend import Backend, ModelInfo
+from bot.engine.events import Done, Failed, JobHandle, Loading, Preview, Progress, Started, StopReason
 from bot.jobs import Job, JobResult, RenderCancelled
+from bot.logs import about_job
 from bot.texts import Text
 
 if TYPE_CHECKING:
+    from bot.diffusion.classifier import ImageClassifier
     from bot.diffusion.progress import PreviewCallback, StepCallback, StopCheck
+    from bot.diffusion.shelf import LoadingCallback
+    from bot.engine.models import Catalogue
+    from bot.monitoring.observer import Observer
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +46,13 @@ class Renderer(Protocol):
     @property
     def info(self) -> ModelInfo: ...
 
-    @property
-    def prompt_reader(self) -> PromptReader: ...
-
     def render(
         self,
         job: Job,
         on_step: StepCallback,
         should_stop: StopCheck,
         on_preview: PreviewCallback | None = None,
+        on_load: LoadingCallback | None = None,
     ) -> JobResult: ...
 
 
@@ -80,19 +84,25 @@ class LocalBackend(Backend):
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, device: str | None = None) -> LocalBackend:
-        """The model of ``settings`` on ``device`` (default ``model.device``), loaded by :meth:`start`."""
+    def from_settings(
+        cls, settings: Settings, catalogue: Catalogue, *, device: str | None = None, observer: Observer | None = None
+    ) -> LocalBackend:
+        """The models of ``catalogue`` on ``device`` (default ``model.device``); :meth:`start` loads the default one."""
         from bot.diffusion.renderer import PipelineRenderer  # torch and diffusers load in the device thread
 
-        model = settings.model if device is None else replace(settings.model, device=device)
+        where = device or settings.model.device
+        models = {preset.name: replace(preset.load, device=where) for preset in catalogue}
         load = partial(
             PipelineRenderer.load,
-            model,
+            models,
             preview_every=settings.executor.preview_every,
             safety_checker=settings.safety.checker,
-            warm_up=[(size.width, size.height) for size in settings.generation.sizes],
+            classifier=classifier_factory(settings.safety, where),
+            warm_up={preset.name: [(size.width, size.height) for size in preset.sizes] for preset in catalogue},
+            memory_budget=settings.model.memory_budget,
+            observer=observer,
         )
-        return cls({model.device: load}, settings.executor)
+        return cls({where: load}, settings.executor)
 
     async def start(self) -> None:
         """Load every device's renderer in its own thread, then start taking jobs."""
@@ -111,11 +121,6 @@ class LocalBackend(Backend):
     def info(self) -> ModelInfo | None:
         renderers = self._renderers()
         return renderers[0].info if renderers else None
-
-    @property
-    def prompt_reader(self) -> PromptReader | None:
-        renderers = self._renderers()
-        return renderers[0].prompt_reader if renderers else None
 
     def _renderers(self) -> list[Renderer]:
         return [d.renderer for d in self._devices if d.renderer is not None]
@@ -145,7 +150,8 @@ class LocalBackend(Backend):
             device.busy_with = handle
             device.idle.clear()
             try:
-                await self._run(device, handle)
+                with about_job(handle.job.id):  # log lines, the device thread's too, say which job
+                    await self._run(device, handle)
             finally:
                 device.busy_with = None
                 device.idle.set()
@@ -164,12 +170,18 @@ class LocalBackend(Backend):
         def on_preview(step: int, image: bytes) -> None:
             loop.call_soon_threadsafe(handle.emit, Preview(step, image))
 
+        def on_load(model: str) -> None:
+            loop.call_soon_threadsafe(handle.emit, Loading(model))
+
         timeout = self.settings.job_timeout
         timer = loop.call_later(timeout, handle.stop, StopReason.TIMEOUT)
         try:
             result = await loop.run_in_executor(
-                device.thread, renderer.render, handle.job, on_step, handle.should_stop, on_preview
-            )
+                device.thread,
+                contextvars.copy_context().run,  # the job's log context goes to the device thread
+                renderer.render,
+                handle.job, on_step, handle.should_stop, on_preview, on_load,
+            )  # fmt: skip
         except RenderCancelled:
             if handle.stop_reason is StopReason.TIMEOUT:
                 log.warning("job %d stopped: over the %.0f s time limit", handle.job.id, timeout)
@@ -182,6 +194,32 @@ class LocalBackend(Backend):
             handle.emit(Done(result))
         finally:
             timer.cancel()
+
+
+def classifier_factory(safety: SafetySettings, device: str) -> Callable[[], ImageClassifier] | None:
+    """What makes ``[safety] classifier`` for a device (called in its thread, only for a model without a
+    safety checker), or None when the classifier is off."""
+    if not safety.checker or not safety.classifier:
+        return None
+
+    def make() -> ImageClassifier:
+        from bot.diffusion.classifier import ImageClassifier
+        from bot.diffusion.devices import resolve_device
+
+        try:
+            return ImageClassifier.load(
+                safety.classifier,
+                labels=safety.classifier_labels,
+                threshold=safety.classifier_threshold,
+                device=resolve_device(device),
+            )
+        except Exception as exc:
+            raise RuntimeError(
+                f"the NSFW image classifier {safety.classifier!r} could not be loaded ({exc}); "
+                'set [safety] classifier = "" to run models without a safety checker unchecked'
+            ) from exc
+
+    return make
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from bot.jobs import Job, JobKind, JobRequest, JobStatus, Tile
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -49,7 +49,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     policy      TEXT    NOT NULL DEFAULT 'allow',  -- allow | blur | spoiler for flagged tiles
     delivery_started_at REAL,             -- the outcome's post was sent (it may be on Discord already)
     reply_token TEXT,                     -- how the front end reaches the job's message (cleared once posted)
-    reply_token_at REAL
+    reply_token_at REAL,
+    model       TEXT    NOT NULL DEFAULT '',  -- the configured model's name ('' = the default of the time)
+    model_id    TEXT    NOT NULL DEFAULT ''   -- its Hub id or folder when the job was made
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE TABLE IF NOT EXISTS tiles (
@@ -63,7 +65,7 @@ CREATE TABLE IF NOT EXISTS tiles (
 
 _REQUEST_COLUMNS = (
     "kind", "prompt", "negative", "seed", "steps", "guidance", "width", "height", "suffixes",
-    "user_id", "guild_id", "channel_id", "parent_job", "parent_tile", "policy",
+    "user_id", "guild_id", "channel_id", "parent_job", "parent_tile", "policy", "model", "model_id",
 )  # fmt: skip
 """The columns that hold a :class:`JobRequest`, named as its fields."""
 _STATE_COLUMNS = (
@@ -123,6 +125,9 @@ class Store:
                 "UPDATE jobs SET delivered_at = COALESCE(finished_at, created_at)"
                 " WHERE delivered_at IS NULL AND status IN ('failed', 'cancelled')"
             )
+        if 0 < version < 5:  # and the model that draws it (jobs made before: the default model)
+            for column in ("model TEXT NOT NULL DEFAULT ''", "model_id TEXT NOT NULL DEFAULT ''"):
+                await db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
         await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         await db.commit()
         log.debug("store opened at %s", path)
@@ -130,6 +135,17 @@ class Store:
 
     async def close(self) -> None:
         await self._db.close()
+
+    async def writable(self) -> bool:
+        """Whether a write would go through now: the write lock is taken and given back, nothing changes."""
+        async with self._write:
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                await self._db.rollback()
+            except aiosqlite.Error as exc:
+                log.warning("the store cannot be written: %s", exc)
+                return False
+        return True
 
     async def create_job(self, request: JobRequest) -> Job:
         """Store a job and its tiles in one transaction; nothing is half-written on failure."""

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bot.config import ExecutorSettings, ModelSettings, RedisSettings
-from bot.engine.backend import Backend, ModelInfo, PromptReader, WorkerInfo
+from bot.config import ExecutorSettings, RedisSettings
+from bot.engine.backend import Backend, ModelInfo, WorkerInfo
 from bot.engine.events import Done, Failed, Interrupted, JobHandle
 from bot.jobs import Job
+from bot.logs import JOB
 from bot.remote.connection import connect, ensure_group
 from bot.remote.wire import Keys, WireError, WireJob, decode_event, decode_result, encode_job, event_type
 from bot.texts import Text
@@ -59,7 +60,6 @@ class RedisBackend(Backend):
         want_tiles: bool = False,
         scope: str = "bot",
         url: str | None = None,
-        model: ModelSettings | None = None,
     ) -> None:
         super().__init__(settings)
         self.redis_settings = redis_settings
@@ -75,22 +75,16 @@ class RedisBackend(Backend):
         self._wake = asyncio.Event()
         self._workers: list[WorkerInfo] = []
         self._stop_following = asyncio.Event()
-        self._model = model  # only its tokenizer is loaded here, for the long-prompt notice
-        self._prompt_reader: PromptReader | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, want_tiles: bool, scope: str = "bot") -> RedisBackend:
-        """The bot's side of ``[redis]``: it loads no model, only the tokenizer (for the long-prompt notice)."""
-        return cls(settings.redis, settings.executor, want_tiles=want_tiles, scope=scope, model=settings.model)
+        """The bot's side of ``[redis]``: it loads no model (the engine reads the tokenizers it needs)."""
+        return cls(settings.redis, settings.executor, want_tiles=want_tiles, scope=scope)
 
     # --- life cycle ---
 
     async def start(self) -> None:
         """Connect, make sure the stream and its group exist, and start handing out jobs."""
-        if self._model is not None:
-            from bot.diffusion.prompts import PromptLimit
-
-            self._prompt_reader = await asyncio.to_thread(PromptLimit.load, self._model)
         self._client = await connect(self.redis_settings, url=self._url)
         await ensure_group(self._client, self.keys)
         self._adopt = set()
@@ -144,10 +138,6 @@ class RedisBackend(Backend):
             return None
         checker = any(w.model.safety_checker for w in self._workers)
         return dataclasses.replace(self._workers[0].model, safety_checker=checker)
-
-    @property
-    def prompt_reader(self) -> PromptReader | None:
-        return self._prompt_reader
 
     def submit(self, job: Job) -> JobHandle:
         if job.id in self._adopt and not self._closing:  # already on a worker: follow it, don't run it twice
@@ -228,6 +218,7 @@ class RedisBackend(Backend):
         """Turn a job's event stream back into the in-process executor's events, until it ends."""
         client = self._require_client()
         job_id = handle.job.id
+        JOB.set(job_id)  # this task's log lines are about this job
         key = self.keys.events(job_id, self.scope)
         last = b"0"
         try:

@@ -15,7 +15,7 @@ from bot.engine.events import Cancelled, Done, Event, Failed, Preview, Progress,
 from bot.imaging.tiles import Tiles
 from bot.jobs import Job, JobKind, JobRequest, JobResult, Tile
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 """Bumped when the format changes; a worker refuses jobs of another version (and says so)."""
 
 

@@ -28,7 +28,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -37,9 +37,13 @@ from bot.config import RedisSettings, Settings
 from bot.engine.backend import BackendClosedError
 from bot.engine.events import TERMINAL, Cancelled, Done, Event, Interrupted, JobHandle, Queued
 from bot.engine.local import LocalBackend
+from bot.logs import about_job
 from bot.remote.connection import ensure_group
 from bot.remote.wire import Keys, WireError, WireJob, decode_job, encode_event, encode_result, job_id_of
 from bot.texts import Text
+
+if TYPE_CHECKING:
+    from bot.monitoring.observer import Observer
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,16 @@ def default_name(device: str) -> str:
 class Worker:
     """Runs jobs from Redis on one :class:`LocalBackend` until :meth:`stop` is called."""
 
-    def __init__(self, backend: LocalBackend, client: aioredis.Redis, settings: RedisSettings, *, name: str) -> None:
+    def __init__(
+        self,
+        backend: LocalBackend,
+        client: aioredis.Redis,
+        settings: RedisSettings,
+        *,
+        name: str,
+        observer: Observer | None = None,
+    ) -> None:
+        self.observer = observer  # metrics: every job event, claim and dead letter
         self.backend = backend
         self.client = client
         self.settings = settings
@@ -102,7 +115,8 @@ class Worker:
                 try:
                     entry = await self._claim_one() or await self._read_one()
                     if entry is not None:
-                        await self._process(entry)
+                        with about_job(_job_id(entry.fields)):  # log lines say which job
+                            await self._process(entry)
                 except RedisError as exc:
                     log.warning("Redis: %s; retrying in 1 s", exc)
                     await asyncio.sleep(1.0)
@@ -150,6 +164,8 @@ class Worker:
                 await self.client.xack(self.keys.jobs, self.keys.group, entry_id)
                 continue
             if delivered >= self.settings.max_deliveries:
+                if self.observer is not None:
+                    self.observer.dead_lettered("deliveries")
                 await self._dead_letter(
                     StreamEntry(entry_id, fields, delivered),
                     f"delivered {delivered} times, and every worker stopped before finishing it",
@@ -163,6 +179,8 @@ class Worker:
                 self.settings.claim_idle,
                 delivered + 1,
             )
+            if self.observer is not None:
+                self.observer.job_claimed()
             return StreamEntry(entry_id, fields, delivered + 1)
         return None
 
@@ -183,6 +201,8 @@ class Worker:
         try:
             wire = decode_job(entry.fields)
         except WireError as exc:
+            if self.observer is not None:
+                self.observer.dead_lettered("unreadable")
             await self._dead_letter(entry, str(exc), for_member=str(Text("failed.unreadable_job")))
             return
         job, scope = wire.job, wire.scope
@@ -214,6 +234,8 @@ class Worker:
     async def _forward(self, handle: JobHandle, wire: WireJob) -> Event:
         job_id, scope = handle.job.id, wire.scope
         async for event in handle.events():
+            if self.observer is not None:
+                self.observer.job_event(handle.job, event)
             if isinstance(event, Queued):
                 continue
             if isinstance(event, Interrupted):
@@ -353,6 +375,11 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
 
 
+def _job_id(fields: dict[bytes, bytes]) -> int | None:
+    ident = job_id_of(fields)
+    return None if ident is None else ident[0]
+
+
 def _label(fields: dict[bytes, bytes]) -> str:
     """A job entry as logs name it: its id, and its scope unless it is the bot's."""
     ident = job_id_of(fields)
@@ -367,19 +394,32 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def run_worker(settings: Settings, *, device: str | None = None, name: str | None = None) -> int:
-    """Load the model, then take jobs until SIGTERM/SIGINT. Blocks (runs the event loop's life)."""
+async def run_worker(
+    settings: Settings, *, device: str | None = None, name: str | None = None, metrics_listen: str = ""
+) -> int:
+    """Load the model, then take jobs until SIGTERM/SIGINT. Blocks (runs the event loop's life).
+
+    ``metrics_listen``: where to serve this worker's /metrics, /healthz and /readyz (empty: off)."""
     import signal
 
+    from bot.engine.models import Catalogue
+    from bot.monitoring.health import serve_worker
+    from bot.monitoring.metrics import Metrics
     from bot.remote.connection import connect
 
-    backend = LocalBackend.from_settings(settings, device=device)
+    models = await asyncio.to_thread(Catalogue.resolve, settings)
+    metrics = Metrics.for_settings(settings, role="worker") if metrics_listen else None
+    backend = LocalBackend.from_settings(settings, models, device=device, observer=metrics)
     client = await connect(settings.redis)
+    endpoint = None
     started = time.perf_counter()
     try:
+        if metrics is not None:  # before the model loads: /healthz answers meanwhile, /readyz says not yet
+            endpoint = serve_worker(metrics_listen, metrics, settings.metrics, backend, client)
         await backend.start()
         log.info("model loaded in %.1f s", time.perf_counter() - started)
-        worker = Worker(backend, client, settings.redis, name=name or default_name(device or settings.model.device))
+        worker_name = name or default_name(device or settings.model.device)
+        worker = Worker(backend, client, settings.redis, name=worker_name, observer=metrics)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)
@@ -391,4 +431,6 @@ async def run_worker(settings: Settings, *, device: str | None = None, name: str
         if not backend.closing:
             await backend.close(grace=0)
         await client.aclose()
+        if endpoint is not None:
+            await asyncio.to_thread(endpoint.stop)
     return 0

@@ -16,7 +16,16 @@ import discord
 from discord.ext import commands
 
 from bot.engine import BackendClosedError, QueueFullError
-from bot.inputs import Origin, UserInputError, imagine_request, parse_suffixes, refine_request, reroll_request
+from bot.inputs import (
+    Origin,
+    UserInputError,
+    choose_model,
+    imagine_request,
+    model_notes,
+    parse_suffixes,
+    refine_request,
+    reroll_request,
+)
 from bot.jobs import Job, JobRequest, Tile
 from bot.texts import Text, text
 from cogs.imagine._access import Gatekeeper
@@ -39,7 +48,10 @@ class ImagineCog(commands.Cog, name="Imagine"):
         self.settings = bot.settings
         self.engine = bot.engine
         self._command = imagine_command(
-            self.settings.generation, self.imagine, direct_messages=self.settings.access.direct_messages
+            self.settings.generation,
+            self.engine.models,
+            self.imagine,
+            direct_messages=self.settings.access.direct_messages,
         )
         self.gate = Gatekeeper(self.settings, safety_checker=self._checker_runs)
         self._retry = RetryPolicy(give_up_after=self.settings.discord.delivery_retry_for)
@@ -70,14 +82,16 @@ class ImagineCog(commands.Cog, name="Imagine"):
         steps: int | None,
         guidance: float | None,
         size: str | None,
+        model: str | None = None,
     ) -> None:
         denied = self.gate.where(interaction)
         if denied:
             await reply_error(interaction, denied)
             return
         try:
+            preset = choose_model(self.engine.models, model)
             request = imagine_request(
-                self.settings.generation,
+                preset,
                 prompt=prompt,
                 negative=negative,
                 seed=seed,
@@ -101,21 +115,18 @@ class ImagineCog(commands.Cog, name="Imagine"):
         if message_id is not None:
             await self.engine.set_message(job.id, message_id, reply_token=interaction.token)
         self.engine.start(job, self._delivery(job, interaction=interaction, reply_to=message_id))
-        await self._tell_what_was_cut(interaction, request.prompt)
+        notes = [str(note) for note in model_notes(preset, request, negative=negative, guidance=guidance)]
+        await self._tell_privately(interaction, request, notes)
 
-    async def _tell_what_was_cut(self, interaction: discord.Interaction, prompt: str) -> None:
-        """The text encoder reads a fixed number of tokens; say privately which words it will not see."""
-        cut = await self.engine.prompt_overflow(prompt)
+    async def _tell_privately(self, interaction: discord.Interaction, request: JobRequest, notes: list[str]) -> None:
+        """What of the member's input the model will not use, in one private message: the words its text
+        encoder cuts (it reads a fixed number of tokens), options it ignores."""
+        cut = await self.engine.prompt_overflow(request.prompt, request.model)
         if cut:
-            await interaction.followup.send(
-                text(
-                    "job.cut_prompt",
-                    tokens=self.engine.max_prompt_tokens,
-                    cut=discord.utils.escape_markdown(cut[:1500]),
-                ),
-                ephemeral=True,
-                allowed_mentions=NO_MENTIONS,
-            )
+            tokens = self.engine.max_prompt_tokens(request.model)
+            notes.insert(0, text("job.cut_prompt", tokens=tokens, cut=discord.utils.escape_markdown(cut[:1500])))
+        if notes:
+            await interaction.followup.send("\n".join(notes), ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     # --- the buttons ---
 
@@ -124,7 +135,11 @@ class ImagineCog(commands.Cog, name="Imagine"):
         found = await self._find(interaction, job_id)
         if found is None:
             return
-        denied = self.gate.where(interaction) or self.gate.may_refine(interaction, found.request.user_id)
+        denied = (
+            self.gate.where(interaction)
+            or self.gate.may_refine(interaction, found.request.user_id)
+            or self._model_gone(found)
+        )
         if denied:
             await reply_error(interaction, denied)
             return
@@ -160,7 +175,11 @@ class ImagineCog(commands.Cog, name="Imagine"):
         parent = await self._find(interaction, job_id)
         if parent is None:
             return
-        denied = self.gate.where(interaction) or self.gate.may_refine(interaction, parent.request.user_id)
+        denied = (
+            self.gate.where(interaction)
+            or self.gate.may_refine(interaction, parent.request.user_id)
+            or self._model_gone(parent)
+        )
         if denied:
             await reply_error(interaction, denied)
             return
@@ -192,6 +211,17 @@ class ImagineCog(commands.Cog, name="Imagine"):
             return None
         return job
 
+    def _model_gone(self, job: Job) -> Text | None:
+        """Refine and re-roll use the grid's own model: a refusal when it is no longer configured."""
+        if self.engine.models.get(job.request.model) is None:
+            return Text("input.model_gone", model=job.request.model)
+        return None
+
+    def _model_label(self, job: Job) -> str:
+        """The job's model as members read it ("name (family)"); its stored id when no longer configured."""
+        preset = self.engine.models.get(job.request.model)
+        return preset.label if preset is not None else job.request.model_id or job.request.model
+
     async def _admit(self, interaction: discord.Interaction, request: JobRequest, *texts: str) -> Job | None:
         """Check the words and the member's rate, then store the job before acknowledging.
 
@@ -199,6 +229,8 @@ class ImagineCog(commands.Cog, name="Imagine"):
         """
         refusal = self.gate.blocked(*texts) or self.gate.rate(interaction.user.id)
         if refusal:
+            if self.bot.metrics is not None:  # the engine counts its own refusals (limits, pause, restart)
+                self.bot.metrics.job_refused(request, refusal.key)
             await reply_error(interaction, refusal)
             return None
         request = replace(request, policy=self.gate.policy(interaction.channel))
@@ -251,11 +283,12 @@ class ImagineCog(commands.Cog, name="Imagine"):
             job,
             self.bot.get_partial_messageable(channel_id, guild_id=job.request.guild_id),
             progress_interval=self.settings.discord.progress_interval,
-            model_id=self.settings.model.id,
+            model=self._model_label(job),
             retry=self._retry,
             interaction=interaction,
             message=message,
             reply_to=reply_to,
+            metrics=self.bot.metrics,
         )
 
     async def _recover(self) -> None:

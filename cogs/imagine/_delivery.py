@@ -36,6 +36,7 @@ from bot.engine import TERMINAL, Cancelled, Done, Engine, Event, Failed, Interru
 from bot.imaging.flagged import apply_policy
 from bot.imaging.grid import encode_to_fit
 from bot.jobs import Job, JobResult
+from bot.monitoring.metrics import Metrics
 from bot.texts import text
 from cogs.imagine._messages import cancelled_text, grid_message, job_line, status_text
 from cogs.imagine._status import DISCORD_ERRORS, Status, StatusEditor
@@ -95,12 +96,14 @@ class Delivery:
         channel: discord.abc.Messageable,
         *,
         progress_interval: float,
-        model_id: str,
+        model: str,
         retry: RetryPolicy,
         interaction: discord.Interaction | None = None,
         message: discord.Message | discord.PartialMessage | None = None,
         reply_to: int | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics  # counts progress edits and token-expiry fallbacks (None: metrics off)
         self.engine = engine
         self.job = job
         self.channel = channel
@@ -108,7 +111,7 @@ class Delivery:
         self.message = message
         self.reply_to = reply_to
         self.mention = f"<@{job.request.user_id}>"
-        self.model_id = model_id  # the config's, for when no worker has said what it runs
+        self.model = model  # what members read: the job's model, "name (family)"
         self.retry = retry
         self._view = cancel_view(job)
         self._status = Status(status_text(job, None))
@@ -133,6 +136,8 @@ class Delivery:
         if status.preview is not None:
             fields["attachments"] = [discord.File(io.BytesIO(status.preview), filename=f"preview.{PREVIEW_EXTENSION}")]
         await self.edit(**fields)
+        if self.metrics is not None:
+            self.metrics.progress_edit(preview=status.preview is not None)
 
     async def _post_outcome(self, outcome: Terminal) -> None:
         """The grid, or why there is none; then the job is recorded as delivered.
@@ -195,7 +200,7 @@ class Delivery:
             embed, file = grid_message(  # a new file each attempt: a failed upload has read the last one
                 job,
                 result,
-                model=self._model_name(),
+                model=self.model,
                 image=image,
                 ext=ext,
                 spoiler=publication.spoiler,
@@ -248,10 +253,6 @@ class Delivery:
         with contextlib.suppress(*DISCORD_ERRORS):
             await self.edit(content=job_line(self.job, line), view=None, attachments=[])
 
-    def _model_name(self) -> str:
-        info = self.engine.info
-        return self.model_id if info is None else info.model
-
     async def _final(self, **fields: Any) -> discord.Message:
         """The last edit of a job's message: no more Cancel button, no preview."""
         fields.setdefault("view", None)
@@ -271,6 +272,8 @@ class Delivery:
                         raise
             log.info("job %d: interaction token expired, delivering as a channel message", self.job.id)
             self.interaction = None
+            if self.metrics is not None:
+                self.metrics.token_expired_delivery()
         fields["content"] = f"{self.mention} {fields['content']}" if fields.get("content") else self.mention
         if self.message is not None:
             self.message = await self.message.edit(**fields, allowed_mentions=NO_MENTIONS)

@@ -9,7 +9,7 @@ import io
 
 import discord
 
-from bot.engine import Event, Progress, Queued, Started
+from bot.engine import Event, Loading, Progress, Queued, Started
 from bot.imaging.grid import progress_bar
 from bot.jobs import Job, JobKind, JobResult
 from bot.texts import text
@@ -48,6 +48,8 @@ def status_text(job: Job, event: Event | None) -> str:
         line = text("job.progress", bar=progress_bar(event.step, event.total)) + left
     elif isinstance(event, Started):
         line = text("job.starting")
+    elif isinstance(event, Loading):
+        line = text("job.loading_model", model=_quote(event.model))
     else:
         line = text("job.queued")
     return job_line(job, line)

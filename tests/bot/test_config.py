@@ -25,7 +25,6 @@ def test_empty_file_gives_defaults() -> None:
 def test_sizes_table_array() -> None:
     settings = parse_settings('[[generation.sizes]]\nname = "tiny"\nwidth = 64\nheight = 96\n')
     assert [(s.name, s.width, s.height) for s in settings.generation.sizes] == [("tiny", 64, 96)]
-    assert settings.generation.size(None).name == "tiny"
 
 
 @pytest.mark.parametrize(

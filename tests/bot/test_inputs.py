@@ -5,11 +5,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.config import GenerationSettings, RefineSettings
+from bot.config import DEFAULT_MODEL, RefineSettings, Settings
+from bot.diffusion.families import SD1
+from bot.engine.models import Catalogue
 from bot.inputs import UserInputError, imagine_request, parse_suffixes, refine_request, reroll_request
 from bot.jobs import SEED_LIMIT, JobKind, Tile, tile_seed
 
-GEN = GenerationSettings()
+GEN = Catalogue.resolve(Settings(), families={DEFAULT_MODEL: SD1}).default
+"""The default model of a default config: SD 1.5's preset (30 steps, guidance 7.5, 512-pixel sizes)."""
 REFINE = RefineSettings()
 
 

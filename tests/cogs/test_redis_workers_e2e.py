@@ -28,6 +28,7 @@ from tests.cogs.conftest import JSON, buttons, has_grid
 from tests.conftest import TEST_TOKEN, config_text, redis_extra
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.discordpy import running
+from tests.presets import preset_of
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).parents[2]
@@ -158,7 +159,7 @@ async def test_a_killed_worker_s_job_is_finished_by_the_other_and_posted_once(
     assert f"claimed job {job_id} from {victim}" in workers.log(survivor)
 
     posted = fake.attachment_bytes(message["id"], message["attachments"][0]["filename"])  # type: ignore[index]
-    request = imagine_request(settings.generation, prompt="survives a dead worker", seed=11, steps=40, size="large")
+    request = imagine_request(preset_of(settings), prompt="survives a dead worker", seed=11, steps=40, size="large")
     assert (await (await engine.submit(request)).result()).grid_png == posted  # the in-process bytes
 
     # cancel crosses processes: the survivor stops the job at its next step

@@ -18,6 +18,7 @@ from transformers import CLIPImageProcessor
 
 from bot.config import ConfigError, ModelSettings
 from bot.diffusion.devices import resolve_device, resolve_dtype
+from bot.diffusion.families import SD1
 from bot.diffusion.pipeline import MAX_TILES, GenerationOutput, Pipeline
 from bot.diffusion.prompts import PromptLimit
 from bot.diffusion.schedulers import resolve_scheduler
@@ -302,7 +303,7 @@ def test_callback_errors_propagate(pipeline: Pipeline) -> None:
     [
         (params(), r"params\.tiles: need at least one tile"),
         (params(*[("a cat", i) for i in range(MAX_TILES + 1)]), rf"at most {MAX_TILES} tiles"),
-        (params(("a cat", 1), size=60), r"params\.width: must be a positive multiple of 8, got 60"),
+        (params(("a cat", 1), size=60), r"params\.width: must be a positive multiple of 8 for Stable Diffusion 1\.x"),
         (dataclasses.replace(params(("a", 1)), height=0), r"params\.height"),
         (params(("a cat", 1), steps=0), r"params\.steps: must be at least 1"),
         (params(("a cat", -1)), r"params\.tiles\[0\]\.seed"),
@@ -334,13 +335,14 @@ def test_prompt_overflow(pipeline: Pipeline) -> None:
 def test_the_tokenizer_alone_cuts_where_the_pipeline_does(
     pipeline: Pipeline, model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The redis backend's bot has no pipeline: it loads only the tokenizer to tell members what was cut."""
-    limit = PromptLimit.load(ModelSettings(id=str(model_dir), device="cpu"))
+    """The engine loads only the tokenizer of each model to tell members what was cut (the redis backend's
+    bot has no pipeline at all): it cuts where the loaded pipeline does."""
+    limit = PromptLimit.load(str(model_dir), SD1)
     assert limit is not None and limit.max_prompt_tokens == pipeline.max_prompt_tokens
     for prompt in ("short", "a" * 75, "a" * 75 + " Tail, ÉND 🐱", "abcd " * 30):
         assert limit.prompt_overflow(prompt) == pipeline.prompt_overflow(prompt)
     with caplog.at_level(logging.WARNING, logger="bot.diffusion.prompts"):
-        assert PromptLimit.load(ModelSettings(id=str(tmp_path / "no-model"), device="cpu")) is None
+        assert PromptLimit.load(str(tmp_path / "no-model"), SD1) is None
     assert "long-prompt notice is off" in caplog.text
 
 

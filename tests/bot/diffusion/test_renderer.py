@@ -153,17 +153,10 @@ def test_load_takes_preview_every(tiny_model: Path) -> None:
         PipelineRenderer(renderer.pipeline, preview_every=-1)
 
 
-def test_the_prompt_reader_is_the_pipeline(pipeline: Pipeline) -> None:
-    renderer = PipelineRenderer(pipeline)
-    assert renderer.prompt_reader is pipeline
-    assert renderer.prompt_reader.max_prompt_tokens == 77
-    assert renderer.prompt_reader.prompt_overflow("a" * 75 + " tail") == "tail"
-
-
 def test_load_passes_the_safety_checker_setting(monkeypatch: pytest.MonkeyPatch, pipeline: Pipeline) -> None:
     calls: list[tuple[ModelSettings, bool]] = []
 
-    def fake_load(cls: type[Pipeline], settings: ModelSettings, *, safety_checker: bool = True) -> Pipeline:
+    def fake_load(cls: type[Pipeline], settings: ModelSettings, *, safety_checker: bool = True, **_: Any) -> Pipeline:
         calls.append((settings, safety_checker))
         return pipeline
 

@@ -55,7 +55,7 @@ def test_compile_warms_up_and_matches(tiny_model: Path, plain: np.ndarray) -> No
     """
     settings = ModelSettings(id=str(tiny_model), device="cpu", compile=True, compile_backend="eager")
     pipeline = Pipeline.load(settings)
-    assert any(option.startswith("compile(eager") for option in pipeline.info.speed)
+    assert any(option.startswith("compile(unet, eager") for option in pipeline.info.speed)
     started = time.perf_counter()
     pipeline.warm_up([(64, 64)], steps=PARAMS.steps)
     print(f"\ntorch.compile warm-up of the tiny model on CPU: {time.perf_counter() - started:.1f} s")

@@ -10,6 +10,7 @@ from bot.engine import Done, Engine
 from bot.inputs import imagine_request
 from bot.jobs import JobStatus
 from tests.conftest import config_text
+from tests.presets import preset_of
 
 
 async def test_a_job_is_stored_run_recorded_and_saved(tiny_model: Path, tmp_path: Path) -> None:
@@ -17,7 +18,7 @@ async def test_a_job_is_stored_run_recorded_and_saved(tiny_model: Path, tmp_path
     engine = await Engine.open(settings)
     try:
         assert engine.info is not None and engine.info.device == "cpu"
-        request = imagine_request(settings.generation, prompt="a red fox", seed=7, steps=2, user_id=3)
+        request = imagine_request(preset_of(settings), prompt="a red fox", seed=7, steps=2, user_id=3)
         handle = await engine.submit(request)
         outcome = await handle.wait()
         assert isinstance(outcome, Done)

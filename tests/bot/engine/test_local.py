@@ -6,16 +6,18 @@ The real renderer is covered in ``tests/bot/diffusion/test_renderer.py`` and the
 import asyncio
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
-from bot.config import ExecutorSettings, GenerationSettings
+from bot.config import ExecutorSettings
 from bot.engine import (
     BackendClosedError,
     Cancelled,
     Done,
     Failed,
     Interrupted,
+    Loading,
     LocalBackend,
     Progress,
     Queued,
@@ -26,6 +28,7 @@ from bot.engine import (
 from bot.inputs import imagine_request
 from bot.jobs import Job, JobResult, RenderCancelled
 from tests.polling import until
+from tests.presets import SD15
 
 
 class StepRenderer:
@@ -42,10 +45,13 @@ class StepRenderer:
         on_step: Callable[[int, int], None],
         should_stop: Callable[[], bool],
         on_preview: Callable[[int, bytes], None] | None = None,
+        on_load: Callable[[str], None] | None = None,
     ) -> JobResult:
         self.thread_ids.add(threading.get_ident())
         if self.fail_with is not None:
             raise self.fail_with
+        if job.request.model and on_load is not None:  # a model this pretend device does not hold yet
+            on_load(job.request.model)
         total = job.request.steps
         for step in range(1, total + 1):
             self.gate.acquire(timeout=5)
@@ -56,7 +62,7 @@ class StepRenderer:
 
 
 def job(job_id: int, steps: int = 2, user: int = 0) -> Job:
-    request = imagine_request(GenerationSettings(), prompt=f"job {job_id}", seed=job_id, steps=steps, user_id=user)
+    request = imagine_request(SD15, prompt=f"job {job_id}", seed=job_id, steps=steps, user_id=user)
     return Job(job_id, request)
 
 
@@ -86,6 +92,20 @@ async def test_events_in_order_on_one_worker_thread(setup: tuple[LocalBackend, S
     assert isinstance(seen[-1], Done)
     assert len(renderer.thread_ids) == 1
     assert threading.get_ident() not in renderer.thread_ids
+
+
+async def test_a_model_load_is_an_event_between_started_and_progress(
+    setup: tuple[LocalBackend, StepRenderer],
+) -> None:
+    """A job for a model its device does not hold says so ("loading the model …") before its steps."""
+    backend, renderer = setup
+    handle = backend.submit(Job(1, replace(job(1).request, model="other")))
+    for _ in range(2):
+        renderer.gate.release()
+    events = [e async for e in handle.events()]
+    kinds = [type(e) for e in events]
+    assert kinds.index(Started) < kinds.index(Loading) < kinds.index(Progress)
+    assert Loading("other") in events
 
 
 async def test_cancel_queued_and_running(setup: tuple[LocalBackend, StepRenderer]) -> None:

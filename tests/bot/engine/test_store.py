@@ -6,10 +6,10 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.config import GenerationSettings
-from bot.engine.store import Store
+from bot.engine.store import SCHEMA_VERSION, Store
 from bot.inputs import imagine_request, refine_request
 from bot.jobs import JobStatus, Tile
+from tests.presets import SD15
 
 
 @contextlib.asynccontextmanager
@@ -23,7 +23,7 @@ async def opened(path: Path) -> AsyncIterator[Store]:
 
 async def test_jobs_and_tiles_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "state" / "seedgrid.db"
-    request = imagine_request(GenerationSettings(), prompt="a cat", seed=41, user_id=5, guild_id=6, channel_id=7)
+    request = imagine_request(SD15, prompt="a cat", seed=41, user_id=5, guild_id=6, channel_id=7)
     async with opened(path) as store:
         job = await store.create_job(request)
         await store.set_message(job.id, 1234)
@@ -43,7 +43,7 @@ async def test_jobs_and_tiles_survive_reopening(tmp_path: Path) -> None:
 
 async def test_refine_tiles_are_stored_per_suffix(tmp_path: Path) -> None:
     async with opened(tmp_path / "db.sqlite") as store:
-        parent = await store.create_job(imagine_request(GenerationSettings(), prompt="a cat", seed=1))
+        parent = await store.create_job(imagine_request(SD15, prompt="a cat", seed=1))
         tile = await store.get_tile(parent.id, 2)
         assert tile is not None
         child = await store.create_job(
@@ -87,13 +87,14 @@ async def test_a_version_3_file_is_migrated_in_place(tmp_path: Path) -> None:
     async with opened(path) as store:
         (old,) = await store.undelivered()
         assert (old.id, old.request.prompt, old.message_id, old.delivery_started_at) == (1, "an old job", 8, None)
+        assert (old.request.model, old.request.model_id) == ("", "")  # drawn by the default model of its time
         await store.set_message(old.id, 8, reply_token="token", token_at=2.0)
         await store.mark_delivering(old.id)
         assert await store.waiting_for_delivery() == 1
         await store.mark_delivered(old.id, 10)
         assert await store.undelivered() == []
     async with aiosqlite.connect(path) as db, db.execute("PRAGMA user_version") as cursor:
-        assert await cursor.fetchone() == (4,)
+        assert await cursor.fetchone() == (SCHEMA_VERSION,)
     async with opened(path) as store:
         again = await store.get_job(1)
         assert again is not None and again.message_id == 10 and again.reply_token is None  # cleared once posted

@@ -32,6 +32,7 @@ from bot.remote.wire import Keys
 from bot.remote.worker import Worker
 from tests import polling
 from tests.conftest import config_text, redis_extra
+from tests.presets import preset_of
 from tests.redis_server import RedisServer, free_port, running_redis
 
 pytestmark = pytest.mark.timeout(120)
@@ -56,8 +57,9 @@ def redis_settings(server: RedisServer, tmp_path: Path, **options: Any) -> Setti
 
 
 def a_job(settings: Settings, job_id: int, *, user: int = 1, steps: int = 2, size: str = "small") -> Job:
-    request = imagine_request(settings.generation, prompt=f"job {job_id}", seed=job_id, steps=steps, size=size)
-    return Job(id=job_id, request=dataclasses.replace(request, user_id=user))
+    request = imagine_request(preset_of(settings), prompt=f"job {job_id}", seed=job_id, steps=steps, size=size)
+    # the workers here serve the session's tiny model: the job asks for "the default model"
+    return Job(id=job_id, request=dataclasses.replace(request, user_id=user, model="", model_id=""))
 
 
 class Workers:

@@ -55,7 +55,7 @@ async def test_imagine_posts_one_numbered_grid_with_buttons(fake: FakeDiscord, b
     assert embed_field(message, "Steps") == "3"
     assert embed_field(message, "Guidance") == "6.5"
     assert embed_field(message, "Size") == "64×64"
-    assert embed_field(message, "Model") == bot.settings.model.id
+    assert embed_field(message, "Model") == "model (Stable Diffusion 1.x)"  # its name (the folder's) and family
     assert embed_field(message, "Time").endswith(" s")
     # everything the bot posted or edited carried AllowedMentions.none()
     sent = [d.payload for d in fake.request_details if isinstance(d.payload, dict) and "content" in d.payload]

@@ -19,10 +19,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.config import GenerationSettings
 from bot.inputs import imagine_request
 from bot.jobs import Job
 from cogs.imagine._views import BUTTONS, CancelButton, JobButton, RerollButton, TileButton, grid_view
+from tests.presets import SD15
 
 JOB_IDS = st.integers(min_value=1, max_value=10**18 - 1)
 TILES = st.integers(min_value=1, max_value=4)
@@ -163,7 +163,7 @@ async def test_ids_already_posted_keep_working(
 
 
 async def test_grid_view_buttons_carry_job_and_tile() -> None:
-    job = Job(123456789012345678, imagine_request(GenerationSettings(), prompt="x", seed=1))
+    job = Job(123456789012345678, imagine_request(SD15, prompt="x", seed=1))
     view = grid_view(job, 4)
     ids = [item.custom_id for item in view.children]  # type: ignore[attr-defined]
     assert ids == [f"sg:tile:{job.id}:{n}" for n in range(1, 5)] + [f"sg:reroll:{job.id}"]
