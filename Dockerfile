@@ -2,13 +2,14 @@
 # Python base is enough; the host needs an NVIDIA driver and the NVIDIA Container Toolkit.
 #   docker build -t seedgrid .
 #   docker run --gpus all -e DISCORD_TOKEN -v ./config.toml:/config/config.toml:ro \
-#              -v hf-cache:/cache/huggingface -v seedgrid-data:/data seedgrid
+#              -v hf-cache:/cache/huggingface -v torch-cache:/cache/torch -v seedgrid-data:/data seedgrid
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    HF_HOME=/cache/huggingface
+    HF_HOME=/cache/huggingface \
+    TORCHINDUCTOR_CACHE_DIR=/cache/torch/inductor
 
 WORKDIR /app
 # torch first (its own layer: large, rarely changes), then the rest of the dependencies.
@@ -19,12 +20,13 @@ COPY bot ./bot
 COPY cogs ./cogs
 RUN pip install .
 
-# Non-root user; the model cache and the SQLite state live on volumes.
+# Non-root user; the model cache, torch.compile's kernels (model.compile: a restart reuses them instead of
+# compiling for minutes) and the SQLite state live on volumes.
 RUN useradd --create-home --uid 10001 seedgrid \
- && mkdir -p /cache/huggingface /data /config \
+ && mkdir -p /cache/huggingface /cache/torch /data /config \
  && chown -R seedgrid:seedgrid /cache /data
 USER seedgrid
-VOLUME ["/cache/huggingface", "/data"]
+VOLUME ["/cache/huggingface", "/cache/torch", "/data"]
 # Relative paths in the config (database = "seedgrid.db", output_dir) resolve under /data.
 WORKDIR /data
 

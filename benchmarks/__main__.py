@@ -1,7 +1,7 @@
 """``python -m benchmarks [--quick] [--out PATH] [--only NAME,...]``: the CPU suite; a table and a JSON file.
 
 Names: ack (1), lag (2), overhead (3), fairness (4), batching (5), memory (6), redis (7), soak (8),
-metrics (9).
+metrics (9), models (10).
 ack and lag come from the same run (the naive bot runs alongside them); overhead shares seedgrid's
 process with them. redis needs ``redis-server`` on PATH (without it: a row saying so).
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 from benchmarks._common import ROOT, Row, Section, build_model, describe_machine, machine, table
 
-NAMES = ("ack", "lag", "overhead", "fairness", "batching", "memory", "redis", "soak", "metrics")
+NAMES = ("ack", "lag", "overhead", "fairness", "batching", "memory", "redis", "soak", "metrics", "models")
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
 
 
@@ -74,7 +74,15 @@ async def _one(section: Awaitable[Section]) -> list[Section]:
 
 
 async def _suite(want: set[str], quick: bool, workdir: Path) -> list[Section]:
-    from benchmarks import discord_bench, engine_bench, memory_bench, metrics_bench, redis_bench, soak_bench
+    from benchmarks import (
+        discord_bench,
+        engine_bench,
+        memory_bench,
+        metrics_bench,
+        models_bench,
+        redis_bench,
+        soak_bench,
+    )
 
     model = build_model(workdir / "tiny-model")
     sections: list[Section] = []
@@ -103,6 +111,10 @@ async def _suite(want: set[str], quick: bool, workdir: Path) -> list[Section]:
     if "metrics" in want:
         plan_x = metrics_bench.QUICK if quick else metrics_bench.Plan()
         sections += await _guarded("metrics", _one(metrics_bench.run(model, workdir, plan_x, _log)))
+    if "models" in want:
+        plan_n = models_bench.QUICK if quick else models_bench.Plan()
+        work_n = asyncio.to_thread(models_bench.run, workdir, plan_n, _log)
+        sections += await _guarded("models", _one(work_n))
     return sorted(sections, key=lambda s: order.get(s.name, len(order)))
 
 

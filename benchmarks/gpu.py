@@ -1,50 +1,42 @@
-"""GPU benchmark: Stable Diffusion 1.5 at full size, plain diffusers fp16 against seedgrid's own pipeline path.
+"""GPU benchmark: Stable Diffusion 1.5 at full size, plain diffusers fp16 against seedgrid's variants, one job.
 
-    python -m benchmarks.gpu                                   # needs a CUDA GPU; about 2-3 minutes on an H100
-    python -m benchmarks.gpu --seedgrid-options '{"dtype": "bfloat16"}'
-    python -m benchmarks.gpu --config config.toml              # seedgrid's [model] section from a config file
-    python -m benchmarks.gpu --tiny                            # CPU smoke test of this code path (tiny model)
+    python -m benchmarks.gpu --out /tmp/gpu.json                # a CUDA GPU; SD 1.5 built from its config
+    python -m benchmarks.gpu --out /tmp/gpu.json --variants plain,eager,compiled
+    python -m benchmarks.gpu --out /tmp/gpu.json --seedgrid-options '{"compile_mode": "default"}'
+    python -m benchmarks.gpu --out /tmp/tiny.json --tiny        # the same code on the CPU, tiny model (~1 min)
 
-**Nothing is downloaded.** The model is Stable Diffusion 1.5's published architecture with
-random weights, built here and written with ``save_pretrained`` to a temporary folder:
+**Nothing is downloaded.** The model is Stable Diffusion 1.5's published architecture (UNet 860 M
+parameters, the SD VAE, a ViT-L/14 text encoder, SD 1.5's PNDM scheduler config) with random
+weights, built on the device and saved with ``save_pretrained`` to a temporary folder; random
+weights cost exactly the FLOPs of trained ones. No safety checker on any side.
 
-* ``UNet2DConditionModel`` with SD 1.5's config: ``block_out_channels`` (320, 640, 1280, 1280),
-  ``layers_per_block`` 2, ``cross_attention_dim`` 768, ``attention_head_dim`` 8, ``sample_size``
-  64, down blocks 3 × ``CrossAttnDownBlock2D`` + ``DownBlock2D``, up blocks ``UpBlock2D`` + 3 ×
-  ``CrossAttnUpBlock2D`` (860 M parameters);
-* ``AutoencoderKL`` with SD's config: ``block_out_channels`` (128, 256, 512, 512), 4 latent
-  channels, ``layers_per_block`` 2, ``sample_size`` 512;
-* ``CLIPTextModel`` with ViT-L/14's text config: hidden 768, 12 layers, 12 heads, intermediate
-  3072, 77 positions, vocabulary 49408; the tokenizer is built locally the way
-  ``tests/tiny_model.py`` does (a byte-level vocabulary: only token ids matter here);
-* SD 1.5's ``PNDMScheduler`` config; no safety checker on either side.
+**The job** (the same for every variant): 4 images, 512², 30 steps, guidance 7.5 (so the denoiser
+sees a batch of 8), one CPU ``torch.Generator`` per image seeded ``SEED + i`` (seedgrid's way; the
+same noise for every variant, so the images can be compared).
 
-Random weights compute exactly as many FLOPs as trained ones, so the timings are those of SD
-1.5 (the images are noise, and fp16 may overflow to NaN: harmless for timing).
+**The variants**, all loaded from the same folder and timed side by side, interleaved:
 
-**What is timed**, side by side in the same process, interleaved (A B, B A, ...), after warm-up:
-one job of 4 images at 512², 30 steps, guidance 7.5 (so the UNet sees a batch of 8):
+* ``plain``: plain diffusers fp16 as documented: ``StableDiffusionPipeline.from_pretrained`` then
+  ``.to("cuda")``, one call with the 4 prompts and the 4 generators;
+* ``eager``: seedgrid's loader and call (``Pipeline.load`` + ``Pipeline.generate``) with its speed
+  options, without compile;
+* ``compiled``: the same with ``compile = true`` (static shapes, warmed up for the job's shapes);
+* ``fp8``: compiled + ``quantize = "fp8"``: on hardware that cannot run it, the row says why.
 
-1. *plain diffusers fp16*, the documented baseline: ``pipe.to("cuda", torch.float16)``, one
-   ``torch.Generator("cuda")`` per image, ``pipe(prompt, num_images_per_prompt=4, ...)``;
-2. *seedgrid*: the same saved folder loaded by seedgrid's own loader,
-   ``bot.diffusion.pipeline.Pipeline.load(ModelSettings(...))``, and run by ``Pipeline.generate`` with
-   one tile per image (CPU generators, progress callback), so every setting seedgrid applies
-   at load time applies here. Today that path is plain diffusers as well; when speed options
-   (SDPA, channels_last, torch.compile, fused QKV, bf16, ...) become fields of
-   ``bot.config.ModelSettings``, pass them with ``--seedgrid-options`` (JSON) or ``--config``
-   (a seedgrid config file's ``[model]`` section): they go through the bot's own config
-   validation to the loader, and the report lists every such field and whether it was on.
-   Use ``--warmup`` to give torch.compile its compile runs.
+**Per variant**: the options applied (``PipelineInfo.speed``), load and compile seconds (each
+compiled shape's too), dynamo's graphs and graph breaks at load and any graph made during the timed
+runs (a recompile in service), ``--runs`` (≥ 5) timed runs as min / median / max, images/s, peak
+allocated and reserved memory, a time split from one instrumented run (denoiser per call, VAE
+decode, image conversion, the rest), the FLOPs of the job counted with ``FlopCounterMode`` on the
+plain variant's real calls (every denoiser call: PNDM makes 31 for 30 steps), the share of the
+bf16 (and FP8) matmul ceiling measured in the same run, each tile's difference to plain fp16, and
+batch ≡ solo (tile 1 of the job against the same tile drawn alone).
 
-Reported: seconds per job, images per second, the ratio plain / seedgrid, peak VRAM per job
-(``torch.cuda.max_memory_allocated`` during the job, plus the weights), and the fraction of the
-physical floor: the job's FLOPs (≈ 203 TFLOP for SD 1.5, 4 × 512², 30 steps with guidance:
-4 × (2 × 30 × 0.80 + 2.5) TFLOP, UNet + VAE decode; or counted with ``--count-flops``) divided by
-this GPU's bf16 matmul rate, measured in the same run with a large ``torch.matmul``.
-
-Without a CUDA GPU it exits with a message (status 2), unless ``--tiny``: then the test suite's
-tiny model runs the same code on the CPU in float32 (figures meaningless, code path exercised).
+The JSON goes to ``--out`` and is rewritten after every phase, so a run cut short still leaves
+what it measured. ``--budget`` (seconds) skips what would not fit. Warnings are not silenced (a
+graph break is visible). Without a CUDA GPU it exits with status 2, unless ``--tiny``: the test
+suite's tiny model in float32 on the CPU, compile with dynamo's capture-only ``eager`` backend
+(figures meaningless, every code path exercised).
 """
 
 from __future__ import annotations
@@ -52,19 +44,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import inspect
 import json
-import math
 import sys
 import tempfile
 import time
 import tomllib
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import describe_machine, machine, median, ratio
+from benchmarks._common import describe_machine, machine, median
 
 SD15_UNET: dict[str, Any] = {
     "sample_size": 64,
@@ -99,13 +88,13 @@ VIT_L14_TEXT: dict[str, Any] = {
     "hidden_act": "quick_gelu",
     "projection_dim": 768,
 }
-UNET_TFLOP_PER_IMAGE_STEP = 0.80
-VAE_TFLOP_PER_IMAGE = 2.5
-BASE_FIELDS = frozenset({"id", "device", "dtype", "scheduler", "cpu_offload"})
-"""``ModelSettings`` fields that are not speed options."""
+VARIANTS = ("plain", "eager", "compiled", "fp8")
 IMAGES = 4
+GUIDANCE = 7.5
 PROMPT = "a lighthouse at dusk, oil painting"
 SEED = 1234
+COMPILE_RESERVE_S = 150.0
+"""Seconds a compiled variant is assumed to need at least (load and warm-up); with less budget left it is skipped."""
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -169,58 +158,38 @@ def _toml_value(value: Any, key: str) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)  # JSON's string escapes are a subset of TOML's
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v, key) for v in value) + "]"
     raise SystemExit(f"benchmarks.gpu: error: model.{key}: cannot pass a {type(value).__name__} as a setting")
 
 
-def model_settings(folder: Path, table: Mapping[str, Any], *, device: str, dtype: str) -> Any:
+def model_settings(folder: Path, table: Mapping[str, Any]) -> Any:
     """``[model]`` through seedgrid's own config loader: unknown keys and bad values stop here, by name."""
     from bot.config import ConfigError, parse_settings
 
-    merged = {"device": device, "dtype": dtype, **table, "id": str(folder)}
-    text = "[model]\n" + "".join(f"{key} = {_toml_value(value, key)}\n" for key, value in merged.items())
+    merged = {**table, "id": str(folder)}
+    text = "[model]\n" + "".join(
+        f"{key} = {_toml_value(value, key)}\n" for key, value in merged.items() if value is not None
+    )
     try:
         return parse_settings(text, source="--seedgrid-options").model
     except ConfigError as exc:
         raise SystemExit(f"benchmarks.gpu: error: {exc}") from None
 
 
-def speed_options(settings: Any) -> dict[str, dict[str, Any]]:
-    """Every ``ModelSettings`` field beyond the basics: its value, its default and whether it is on."""
-    from bot.config import ModelSettings
-
-    defaults = ModelSettings()
-    out: dict[str, dict[str, Any]] = {}
-    for f in dataclasses.fields(ModelSettings):
-        if f.name in BASE_FIELDS:
-            continue
-        value, default = getattr(settings, f.name), getattr(defaults, f.name)
-        out[f.name] = {"value": value, "default": default, "changed": value != default}
-    return out
-
-
-def describe_options(speed: Mapping[str, Mapping[str, Any]]) -> str:
-    """``attention='sdpa', channels_last=on, compile=off*`` (* = changed from the default)."""
-    if not speed:
-        return "none yet (bot.config.ModelSettings has only the basic fields)"
-    parts = []
-    for name, option in speed.items():
-        value = option["value"]
-        shown = ("on" if value else "off") if isinstance(value, bool) else repr(value)
-        parts.append(f"{name}={shown}{'*' if option['changed'] else ''}")
-    return ", ".join(parts) + " (* = changed from the default)"
+def variant_options(name: str, base: Mapping[str, Any], *, tiny: bool) -> dict[str, Any]:
+    options = dict(base)
+    if name in ("compiled", "fp8"):
+        options["compile"] = True
+        if tiny:
+            options.setdefault("compile_backend", "eager")  # inductor: minutes of C++ on a small CPU
+    else:
+        options["compile"] = False
+    options["quantize"] = "fp8" if name == "fp8" else ""
+    if name == "fp8" and not tiny:
+        options["dtype"] = "bfloat16"  # torchao's per-row float8 scales take bfloat16 weights
+    return options
 
 
-def load_seedgrid(settings: Any) -> Any:
-    from bot.diffusion.pipeline import Pipeline
-
-    if "safety_checker" in inspect.signature(Pipeline.load).parameters:
-        return Pipeline.load(settings, safety_checker=False)
-    return Pipeline.load(settings)
-
-
-# --- timing ------------------------------------------------------------------------------------
+# --- measuring ---------------------------------------------------------------------------------
 
 
 class Device:
@@ -235,15 +204,17 @@ class Device:
         if self.cuda:
             self._torch.cuda.synchronize()
 
-    def allocated(self) -> int:
-        return int(self._torch.cuda.memory_allocated()) if self.cuda else 0
-
     def reset_peak(self) -> None:
         if self.cuda:
             self._torch.cuda.reset_peak_memory_stats()
 
-    def peak(self) -> int:
-        return int(self._torch.cuda.max_memory_allocated()) if self.cuda else 0
+    def allocated(self) -> int:
+        return int(self._torch.cuda.memory_allocated()) if self.cuda else 0
+
+    def peaks(self) -> tuple[int, int]:
+        if not self.cuda:
+            return 0, 0
+        return int(self._torch.cuda.max_memory_allocated()), int(self._torch.cuda.max_memory_reserved())
 
     def free(self) -> None:
         gc.collect()
@@ -251,140 +222,229 @@ class Device:
             self._torch.cuda.empty_cache()
 
 
-def matmul_rate(device: Device, *, tiny: bool) -> tuple[float, str]:
-    """FLOP/s of a large square matmul: bf16 on the GPU (float32 on the CPU for --tiny)."""
-    import torch
-
-    dtype = torch.float32 if tiny else torch.bfloat16
-    n, iterations = (512, 10) if tiny else (8192, 100)
-    a = torch.randn(n, n, device=device.name, dtype=dtype)
-    b = torch.randn(n, n, device=device.name, dtype=dtype)
+def _timed(device: Device, fn: Callable[..., object], args: tuple[Any, ...], iterations: int, **kw: Any) -> float:
     for _ in range(3):
-        torch.matmul(a, b)
+        fn(*args, **kw)
     device.sync()
     start = time.perf_counter()
     for _ in range(iterations):
-        torch.matmul(a, b)
+        fn(*args, **kw)
     device.sync()
-    seconds = time.perf_counter() - start
+    return (time.perf_counter() - start) / iterations
+
+
+def matmul_ceilings(device: Device, *, tiny: bool) -> dict[str, Any]:
+    """FLOP/s of a large square matmul: bf16 (float32 on the CPU), and FP8 with per-row scales where it runs."""
+    import torch
+
+    n, iterations = (256, 10) if tiny else (8192, 50)
+    dtype = torch.float32 if tiny else torch.bfloat16
+    a = torch.randn(n, n, device=device.name, dtype=dtype)
+    b = torch.randn(n, n, device=device.name, dtype=dtype)
+    seconds = _timed(device, torch.matmul, (a, b), iterations)
+    out: dict[str, Any] = {"bf16": {"flops_per_second": 2 * n**3 / seconds, "what": f"{dtype} {n}×{n}×{n}"}}
+    if device.cuda:
+        try:
+            a8 = a.to(torch.float8_e4m3fn)
+            b8 = b.to(torch.float8_e4m3fn).t().contiguous().t()  # column-major, as _scaled_mm wants
+            scale_a = torch.ones(n, 1, device=device.name)
+            scale_b = torch.ones(1, n, device=device.name)
+            seconds = _timed(
+                device,
+                torch._scaled_mm,
+                (a8, b8),
+                iterations,
+                scale_a=scale_a,
+                scale_b=scale_b,
+                out_dtype=torch.bfloat16,
+            )
+            out["fp8"] = {"flops_per_second": 2 * n**3 / seconds, "what": f"float8_e4m3fn {n}³, per-row scales"}
+        except Exception as exc:  # below compute capability 8.9
+            out["fp8"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
     del a, b
     device.free()
-    return 2 * n**3 * iterations / seconds, f"{str(dtype).removeprefix('torch.')} {n}×{n}"
+    return out
 
 
-def sd15_flops(steps: int, size: int, *, guidance: bool = True) -> float:
-    """≈ FLOPs of one job (``IMAGES`` images), from the published per-image figures (scaled by area)."""
-    per_image = (2 if guidance else 1) * steps * UNET_TFLOP_PER_IMAGE_STEP + VAE_TFLOP_PER_IMAGE
-    return IMAGES * per_image * 1e12 * (size / 512) ** 2
+class Split:
+    """One instrumented run: each denoiser call, the VAE decode and the image conversion, timed."""
 
+    def __init__(self, pipe: Any, denoiser: str, device: Device) -> None:
+        import torch
 
-def _flop(value: float) -> str:
-    for unit, scale in (("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
-        if value >= scale:
-            return f"{value / scale:.1f} {unit}"
-    return f"{value:.0f} FLOP"
+        self._torch = torch
+        self.device = device
+        self.pipe = pipe
+        self.module = getattr(pipe, denoiser)
+        self.spans: dict[str, list[tuple[Any, Any]]] = {"denoiser": [], "vae_decode": [], "image_conversion": []}
+        self.nonfinite = False
+        self._handles: list[Any] = []
+        self._saved: list[tuple[Any, str, Any]] = []
 
+    def _mark(self) -> Any:
+        if self.device.cuda:
+            event = self._torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
 
-def count_flops(job: Callable[[], object]) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
+    def _wrap(self, owner: Any, name: str, span: str, check: bool = False) -> None:
+        original = getattr(owner, name)
 
-    with FlopCounterMode(display=False) as counter:
-        job()
-    return float(counter.get_total_flops())
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            start = self._mark()
+            out = original(*args, **kwargs)
+            self.spans[span].append((start, self._mark()))
+            sample = getattr(out, "sample", out[0] if isinstance(out, tuple) else None)
+            if check and isinstance(sample, self._torch.Tensor):
+                self.nonfinite = self.nonfinite or not bool(self._torch.isfinite(sample).all())
+            return out
+
+        self._saved.append((owner, name, owner.__dict__.get(name)))
+        setattr(owner, name, wrapped)
+
+    def __enter__(self) -> Split:
+        starts: list[Any] = []
+        self._handles.append(self.module.register_forward_pre_hook(lambda *_: starts.append(self._mark())))
+        self._handles.append(
+            self.module.register_forward_hook(lambda *_: self.spans["denoiser"].append((starts.pop(), self._mark())))
+        )
+        self._wrap(self.pipe.vae, "decode", "vae_decode", check=True)
+        self._wrap(self.pipe.image_processor, "postprocess", "image_conversion")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        for owner, name, previous in self._saved:
+            if previous is None:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, previous)
+
+    def seconds(self) -> dict[str, Any]:
+        self.device.sync()
+
+        def span(a: Any, b: Any) -> float:
+            return a.elapsed_time(b) / 1000 if self.device.cuda else b - a
+
+        out: dict[str, Any] = {}
+        for name, spans in self.spans.items():
+            total = sum(span(a, b) for a, b in spans)
+            out[name] = {"calls": len(spans), "seconds": total, "per_call": total / len(spans) if spans else None}
+        return out
 
 
 @dataclasses.dataclass
-class Contender:
-    """One way of running the job, and what it measured."""
-
+class Variant:
     name: str
-    job: Callable[[], object]
-    weights: int = 0
+    job: Callable[[int], list[Any]]  # tiles → images (tile i: seed SEED + i)
+    pipe: Any
+    denoiser: str
+    report: dict[str, Any]
     seconds: list[float] = dataclasses.field(default_factory=list)
-    peaks: list[int] = dataclasses.field(default_factory=list)
+    images: list[Any] = dataclasses.field(default_factory=list)
 
-    def run(self, device: Device) -> None:
-        device.sync()
-        device.free()
-        device.reset_peak()
-        before = device.allocated()
-        start = time.perf_counter()
-        self.job()
-        device.sync()
-        self.seconds.append(time.perf_counter() - start)
-        self.peaks.append(device.peak() - before)
+
+def _pixels(images: list[Any]) -> Any:
+    import numpy as np
+
+    return np.stack([np.asarray(im, dtype=np.int16) for im in images])
+
+
+def _difference(a: Any, b: Any) -> dict[str, float]:
+    import numpy as np
+
+    diff = np.abs(a - b)
+    return {"max": float(diff.max()), "mean": float(diff.mean())}
+
+
+def load_plain(folder: Path, device: Device, dtype: Any, steps: int, size: int) -> Variant:
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from bot.diffusion.devices import dtype_kwarg
+
+    pipe = StableDiffusionPipeline.from_pretrained(folder, **dtype_kwarg(dtype))
+    pipe.to(device.name)
+    pipe.set_progress_bar_config(disable=True)
+
+    def job(tiles: int) -> list[Any]:
+        generators = [torch.Generator("cpu").manual_seed(SEED + i) for i in range(tiles)]
+        out = pipe(
+            [PROMPT] * tiles,
+            generator=generators,
+            num_inference_steps=steps,
+            guidance_scale=GUIDANCE,
+            height=size,
+            width=size,
+        )
+        return list(out.images)
+
+    return Variant("plain", job, pipe, "unet", {"options": ["diffusers defaults"]})
+
+
+def load_seedgrid(name: str, settings: Any, steps: int, size: int) -> Variant:
+    from bot.diffusion.compiled import compiled_parts
+    from bot.diffusion.pipeline import Pipeline
+    from bot.jobs import GenParams, Tile
+
+    pipeline = Pipeline.load(settings, safety_checker=False)
+
+    def job(tiles: int) -> list[Any]:
+        params = GenParams(
+            tiles=tuple(Tile(PROMPT, SEED + i) for i in range(tiles)),
+            negative="",
+            steps=steps,
+            guidance=GUIDANCE,
+            width=size,
+            height=size,
+        )
+        return pipeline.generate(params).images
+
+    report: dict[str, Any] = {"options": list(pipeline.info.speed)}
+    variant = Variant(name, job, pipeline._pipe, pipeline.family.denoiser, report)
+    if compiled_parts(pipeline._pipe):
+        report["compile_seconds"] = pipeline.warm_up([(size, size)], steps=2, batches=(IMAGES, 1), guidance_off=False)
+        report["compiled_shapes"] = {
+            part.label: part.compile_seconds for part in compiled_parts(pipeline._pipe)
+        }  # seconds of each shape's first call
+    return variant
 
 
 # --- the benchmark -----------------------------------------------------------------------------
 
 
-def contenders(folder: Path, device: Device, dtype: Any, settings: Any, *, steps: int, size: int) -> list[Contender]:
-    """The same saved model twice: plain diffusers as documented, and seedgrid's loader and call."""
-    import torch
-    from diffusers import StableDiffusionPipeline
-
-    from bot.jobs import GenParams, Tile
-
-    # 1. plain diffusers, as the docs show it
-    before = device.allocated()
-    pipe = StableDiffusionPipeline.from_pretrained(folder)
-    pipe.to(device.name, dtype)
-    pipe.set_progress_bar_config(disable=True)
-    plain_weights = device.allocated() - before
-
-    def plain() -> object:
-        generators = [torch.Generator(device.name).manual_seed(SEED + i) for i in range(IMAGES)]
-        return pipe(
-            PROMPT,
-            num_images_per_prompt=IMAGES,
-            generator=generators,
-            num_inference_steps=steps,
-            guidance_scale=7.5,
-            height=size,
-            width=size,
-        )
-
-    # 2. seedgrid: its own loader (every ModelSettings field applies) and its own batched call
-    before = device.allocated()
-    pipeline = load_seedgrid(settings)
-    seedgrid_weights = device.allocated() - before
-    tiles = tuple(Tile(PROMPT, SEED + i) for i in range(IMAGES))
-    params = GenParams(tiles=tiles, negative="", steps=steps, guidance=7.5, width=size, height=size)
-
-    def seedgrid() -> object:
-        return pipeline.generate(params)
-
-    return [
-        Contender("plain diffusers", plain, plain_weights),
-        Contender("seedgrid Pipeline", seedgrid, seedgrid_weights),
-    ]
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.gpu",
-        description="SD 1.5 (random weights, full size): plain diffusers fp16 vs seedgrid's Pipeline, on a GPU.",
+        description="SD 1.5 (random weights, full size) on a GPU: plain diffusers fp16 against seedgrid's variants.",
     )
-    parser.add_argument("--tiny", action="store_true", help="CPU smoke test with the tiny test model")
-    parser.add_argument(
-        "--device",
-        default="cuda",
-        help="cuda (default) or cpu: the full-size model on the CPU, float32, only to smoke-test the build (slow)",
-    )
+    parser.add_argument("--out", type=Path, required=True, help="the JSON file to write (rewritten after each phase)")
+    parser.add_argument("--tiny", action="store_true", help="the tiny test model on the CPU (about a minute)")
     parser.add_argument("--steps", type=int, help="denoising steps (default 30; 4 with --tiny)")
     parser.add_argument("--size", type=int, help="image side (default 512; 64 with --tiny)")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per path (default 3)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per path first (raise for torch.compile)")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per variant, interleaved (default 5, min 5)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs per variant after loading (default 3)")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"some of {', '.join(VARIANTS)}, loaded in that order"
+    )
+    parser.add_argument("--budget", type=float, default=0.0, help="seconds for the whole run; 0: no limit")
     parser.add_argument(
         "--seedgrid-options",
         default="{}",
         metavar="JSON",
-        help='extra [model] settings for seedgrid\'s loader, e.g. \'{"dtype": "bfloat16"}\'',
+        help='[model] settings for every seedgrid variant, e.g. \'{"compile_mode": "default"}\'',
     )
     parser.add_argument("--config", type=Path, help="a seedgrid config file: its [model] section is used")
-    parser.add_argument("--count-flops", action="store_true", help="count the job's FLOPs instead of the SD 1.5 figure")
-    parser.add_argument("--out", type=Path, help="write the figures as JSON (default: benchmarks/results-gpu.json)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not wanted or any(v not in VARIANTS for v in wanted):
+        parser.error(f"--variants: expected some of {', '.join(VARIANTS)}, got {args.variants!r}")
+    if args.runs < 5:
+        parser.error("--runs: at least 5 (min / median / max need a spread)")
+    args.variants = list(dict.fromkeys(wanted))  # in the order given: a tight budget skips the last ones
+    return args
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -392,7 +452,6 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     if args.config is not None:
         with args.config.open("rb") as f:
             table.update(tomllib.load(f).get("model", {}))
-        table.pop("id", None)  # the model is the one built here
     try:
         extra = json.loads(args.seedgrid_options)
     except json.JSONDecodeError as exc:
@@ -400,123 +459,274 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     if not isinstance(extra, dict):
         raise SystemExit("benchmarks.gpu: error: --seedgrid-options must be a JSON object")
     table.update(extra)
+    for key in ("id", "models", "memory_budget"):
+        table.pop(key, None)  # the model is the one built here
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one linear script
     args = parse_args(argv)
+    started = time.perf_counter()
     import torch
 
-    if not args.tiny and args.device.startswith("cuda") and not torch.cuda.is_available():
+    if not args.tiny and not torch.cuda.is_available():
         print(
             f"benchmarks.gpu: no CUDA GPU here (torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}). "
-            "This benchmark times SD 1.5 at full size on a GPU; `python -m benchmarks.gpu --tiny` runs the same "
-            "code on the CPU with the tiny test model, as a smoke test.",
+            "`python -m benchmarks.gpu --tiny --out FILE` runs the same code on the CPU with the tiny test model.",
             file=sys.stderr,
         )
         return 2
-    warnings.filterwarnings("ignore")  # random fp16 weights: NaN images, "invalid value in cast"; deprecations
-    from diffusers.utils import logging as diffusers_logging
+    try:
+        import diffusers
+    except ImportError:
+        print(
+            "benchmarks.gpu: diffusers is not installed here; on a lent machine carry its wheel "
+            "(benchmarks/README.md, 'On a lent GPU machine')",
+            file=sys.stderr,
+        )
+        return 2
+    from bot.diffusion.compiled import compile_counters
 
-    diffusers_logging.set_verbosity_error()
     steps = args.steps or (4 if args.tiny else 30)
     size = args.size or (64 if args.tiny else 512)
-    device = Device("cpu" if args.tiny else args.device)
-    dtype = torch.float16 if device.cuda else torch.float32
-    options = _options(args)
-    model_settings(Path("built-here"), options, device=device.name, dtype=str(dtype).removeprefix("torch."))
+    device = Device("cpu" if args.tiny else "cuda")
+    dtype = torch.float32 if args.tiny else torch.float16
+    base = {"device": device.name, "dtype": str(dtype).removeprefix("torch."), **_options(args)}
+    for name in args.variants:  # bad options stop here, before minutes of work
+        if name != "plain":
+            model_settings(Path("built-here"), variant_options(name, base, tiny=args.tiny))
+
     info = machine()
+    info["diffusers"] = diffusers.__version__
     if device.cuda:
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
+        info["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability()))
     print(f"machine: {describe_machine(info)}" + (f"; GPU {info['gpu']}" if device.cuda else ""), flush=True)
+    report: dict[str, Any] = {
+        "machine": info,
+        "tiny": args.tiny,
+        "job": {"images": IMAGES, "size": size, "steps": steps, "guidance": GUIDANCE, "dtype": str(dtype)},
+        "seedgrid_options": base,
+        "variants": {},
+    }
 
-    rate, rate_what = matmul_rate(device, tiny=not device.cuda)
-    print(f"matmul ({rate_what}): {_flop(rate)}/s", flush=True)
+    def save() -> None:
+        report["elapsed_seconds"] = time.perf_counter() - started
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+
+    def left() -> float:
+        return args.budget - (time.perf_counter() - started) if args.budget else float("inf")
+
+    report["matmul"] = matmul_ceilings(device, tiny=args.tiny)
+    for kind, figures in report["matmul"].items():
+        rate = figures.get("flops_per_second")
+        print(f"matmul {kind}: " + (f"{rate / 1e12:.1f} TFLOP/s ({figures['what']})" if rate else figures["error"]))
+    save()
 
     with tempfile.TemporaryDirectory(prefix="seedgrid-gpu-") as tmp:
-        started = time.perf_counter()
+        t = time.perf_counter()
         folder = build_tiny(Path(tmp)) if args.tiny else build_sd15(Path(tmp), device.name)
-        what = "the tiny model" if args.tiny else "SD 1.5 (random weights)"
-        print(f"built {what} in {time.perf_counter() - started:.0f} s", flush=True)
+        report["build_seconds"] = time.perf_counter() - t
+        print(
+            f"built {'the tiny model' if args.tiny else 'SD 1.5 (random weights)'} in {report['build_seconds']:.0f} s"
+        )
 
-        settings = model_settings(folder, options, device=device.name, dtype=str(dtype).removeprefix("torch."))
-        paths = contenders(folder, device, dtype, settings, steps=steps, size=size)
-        for path in paths:
-            for _ in range(args.warmup):
-                path.job()
+        variants = load_variants(args, folder, device, dtype, base, steps, size, report, save, left)
+        if not variants:
+            return 1
+
+        # 2. timed runs, interleaved (each round starts one variant later), nothing freed in between
+        device.free()
+        before = compile_counters()
         for run in range(args.runs):
-            for path in paths if run % 2 == 0 else reversed(paths):
-                path.run(device)
-            print(f"run {run + 1}/{args.runs}: " + ", ".join(f"{p.name} {p.seconds[-1]:.3f} s" for p in paths))
+            if run >= 5 and left() < 30:
+                break
+            shift = run % len(variants)
+            for variant in variants[shift:] + variants[:shift]:
+                device.sync()
+                device.reset_peak()
+                t = time.perf_counter()
+                variant.job(IMAGES)
+                device.sync()
+                variant.seconds.append(time.perf_counter() - t)
+                allocated, reserved = device.peaks()
+                variant.report["peak_allocated_bytes"] = max(variant.report.get("peak_allocated_bytes", 0), allocated)
+                variant.report["peak_reserved_bytes"] = max(variant.report.get("peak_reserved_bytes", 0), reserved)
+                variant.report["runs"] = variant.seconds
+            print(f"run {run + 1}/{args.runs}: " + ", ".join(f"{v.name} {v.seconds[-1]:.3f} s" for v in variants))
+            save()
+        report["graphs_during_timed_runs"] = compile_counters()["graphs"] - before["graphs"]
 
-        if args.tiny or args.count_flops or not device.cuda:
-            flops, flops_how = count_flops(paths[0].job), "counted (FlopCounterMode, one plain job)"
-        else:
-            flops, flops_how = sd15_flops(steps, size), "SD 1.5 figures: 0.80 TFLOP/image/step UNet, 2.5 VAE"
+        # 3. one instrumented run each: the time split, the images, batch ≡ solo
+        for variant in variants:
+            with Split(variant.pipe, variant.denoiser, device) as split:
+                t = time.perf_counter()
+                variant.images = variant.job(IMAGES)
+                device.sync()
+                total = time.perf_counter() - t
+            parts = split.seconds()
+            parts["rest"] = {"seconds": total - sum(p["seconds"] for p in parts.values())}
+            variant.report["split"] = {"total_seconds": total, **parts}
+            variant.report["nonfinite_latents"] = split.nonfinite
+            solo = variant.job(1)
+            variant.report["batch_vs_solo"] = _difference(_pixels(variant.images[:1]), _pixels(solo))
+            save()
 
-    basics = {name: getattr(settings, name) for name in sorted(BASE_FIELDS) if name != "id"}
-    speed = speed_options(settings)
-    report = _report(paths, rate, rate_what, flops, flops_how, speed, basics, info, args, steps, size, dtype)
-    out = args.out or (Path(__file__).with_name("results-gpu.json") if device.cuda else None)
-    if out is not None:
-        out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-        print(f"wrote {out}")
+        # 4. FLOPs of the job, counted on the plain variant's (or the first one's) real calls
+        flops = count_flops(variants[0], device)
+        report["flops"] = flops
+        save()
+
+    summarise(report, variants, flops)
+    save()
+    print(f"wrote {args.out}")
     return 0
 
 
-def _report(
-    paths: list[Contender],
-    rate: float,
-    rate_what: str,
-    flops: float,
-    flops_how: str,
-    speed: dict[str, dict[str, Any]],
-    basics: dict[str, Any],
-    info: dict[str, Any],
+def load_variants(
     args: argparse.Namespace,
+    folder: Path,
+    device: Device,
+    dtype: Any,
+    base: dict[str, Any],
     steps: int,
     size: int,
-    dtype: Any,
-) -> dict[str, Any]:
-    floor = flops / rate
+    report: dict[str, Any],
+    save: Callable[[], None],
+    left: Callable[[], float],
+) -> list[Variant]:
+    """Load (and compile) each variant, then its untimed runs; a variant that cannot run here says why."""
+    from bot.config import ConfigError
+    from bot.diffusion.compiled import compile_counters
+
+    variants: list[Variant] = []
+    for name in args.variants:
+        entry: dict[str, Any] = {}
+        report["variants"][name] = entry
+        if name in ("compiled", "fp8") and left() < COMPILE_RESERVE_S:
+            entry["skipped"] = f"time budget: {left():.0f} s left, a compiled variant needs ~{COMPILE_RESERVE_S:.0f}"
+            print(f"{name}: skipped ({entry['skipped']})", flush=True)
+            save()
+            continue
+        before = compile_counters()
+        t = time.perf_counter()
+        try:
+            if name == "plain":
+                variant = load_plain(folder, device, dtype, steps, size)
+            else:
+                settings = model_settings(folder, variant_options(name, base, tiny=args.tiny))
+                variant = load_seedgrid(name, settings, steps, size)
+        except ConfigError as exc:  # FP8 where it cannot run
+            entry["skipped"] = str(exc)
+            print(f"{name}: skipped ({exc})", flush=True)
+            save()
+            continue
+        entry.update(variant.report)
+        entry["load_seconds"] = time.perf_counter() - t - entry.get("compile_seconds", 0.0)
+        for _ in range(args.warmup):
+            variant.job(IMAGES)
+        device.sync()
+        after = compile_counters()
+        entry["graphs_at_load"] = after["graphs"] - before["graphs"]
+        entry["graph_breaks_at_load"] = after["graph_breaks"] - before["graph_breaks"]
+        variant.report = entry
+        variants.append(variant)
+        compile_text = f", compiled in {entry['compile_seconds']:.1f} s" if "compile_seconds" in entry else ""
+        print(
+            f"{name}: loaded in {entry['load_seconds']:.1f} s{compile_text}; "
+            f"options {', '.join(entry['options'])}; graphs {entry['graphs_at_load']}, "
+            f"graph breaks {entry['graph_breaks_at_load']}",
+            flush=True,
+        )
+        save()
+    return variants
+
+
+def count_flops(variant: Variant, device: Device) -> dict[str, Any]:
+    """FLOPs of one job with ``FlopCounterMode`` (eager: FLOPs are the same for every variant), split by part."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module = getattr(variant.pipe, variant.denoiser)
+    denoiser = {"calls": 0, "flops": 0}
+    starts: list[int] = []
+    with FlopCounterMode(display=False) as counter:
+        pre = module.register_forward_pre_hook(lambda *_: starts.append(counter.get_total_flops()))
+
+        def post(*_: Any) -> None:
+            denoiser["calls"] += 1
+            denoiser["flops"] += counter.get_total_flops() - starts.pop()
+
+        hook = module.register_forward_hook(post)
+        try:
+            variant.job(IMAGES)
+        finally:
+            pre.remove()
+            hook.remove()
+    device.sync()
+    total = float(counter.get_total_flops())
+    return {
+        "total": total,
+        "denoiser": float(denoiser["flops"]),
+        "denoiser_calls": denoiser["calls"],
+        "denoiser_per_call": denoiser["flops"] / max(1, denoiser["calls"]),
+        "rest": total - denoiser["flops"],
+        "counted_on": variant.name,
+    }
+
+
+def summarise(report: dict[str, Any], variants: list[Variant], flops: dict[str, Any]) -> None:
+    job = report["job"]
+    matmul = report["matmul"]
+    bf16 = matmul["bf16"]["flops_per_second"]
+    fp8 = matmul.get("fp8", {}).get("flops_per_second")
+    plain = next((v for v in variants if v.name == "plain"), None)
     print()
-    print(f"job: {IMAGES} images, {size}², {steps} steps, guidance 7.5, {str(dtype).removeprefix('torch.')}")
-    print("seedgrid settings: " + ", ".join(f"{k}={v!r}" for k, v in basics.items()))
-    print(f"seedgrid speed options: {describe_options(speed)}")
-    print(f"physical floor: {_flop(flops)} ({flops_how}) / {_flop(rate)}/s = {floor:.4f} s")
-    header = f"{'path':<20} {'s/job':>8} {'images/s':>9} {'peak VRAM':>10} {'of floor':>9}"
+    print(
+        f"job: {job['images']} images, {job['size']}², {job['steps']} steps, guidance {job['guidance']}, "
+        f"{job['dtype']}; "
+        f"{flops['total'] / 1e12:.2f} TFLOP counted ({flops['denoiser_calls']} denoiser calls of "
+        f"{flops['denoiser_per_call'] / 1e12:.3f} TFLOP)"
+    )
+    header = (
+        f"{'variant':<9} {'min s':>7} {'median':>7} {'max s':>7} {'img/s':>6} {'vs plain':>8} {'bf16 ceil':>9} "
+        f"{'fp8 ceil':>8} {'alloc GiB':>9} {'resv GiB':>8} {'denoiser/call':>13} {'decode':>7} {'to PIL':>7} "
+        f"{'diff plain':>10} {'batch≡solo':>10}"
+    )
     print(header)
     print("-" * len(header))
-    figures: dict[str, Any] = {}
-    for p in paths:
-        seconds = median(p.seconds)
-        vram = (p.weights + max(p.peaks)) / 2**30 if p.peaks else math.nan
-        figures[p.name] = {
-            "seconds_per_job": seconds,
-            "runs": p.seconds,
-            "images_per_second": IMAGES / seconds,
-            "peak_vram_gib": vram,
-            "weights_gib": p.weights / 2**30,
-            "fraction_of_floor": floor / seconds,
-        }
-        vram_text = f"{vram:.2f} GiB" if p.weights else "n/a"
-        print(f"{p.name:<20} {seconds:>8.3f} {IMAGES / seconds:>9.2f} {vram_text:>10} {floor / seconds:>8.1%}")
-    plain, seed = (median(p.seconds) for p in paths)
-    print(f"\nseedgrid vs plain: {ratio(plain, seed)} (plain s/job ÷ seedgrid s/job; > 1 = seedgrid faster)")
-    return {
-        "machine": info,
-        "tiny": args.tiny,
-        "job": {"images": IMAGES, "size": size, "steps": steps, "guidance": 7.5, "dtype": str(dtype)},
-        "matmul": {"flops_per_second": rate, "what": rate_what},
-        "job_flops": flops,
-        "job_flops_how": flops_how,
-        "floor_seconds": floor,
-        "seedgrid_settings": basics,
-        "speed_options": speed,
-        "paths": figures,
-        "seedgrid_speedup": plain / seed,
-    }
+    for variant in variants:
+        r = variant.report
+        seconds = variant.seconds
+        mid = median(seconds)
+        r["seconds"] = {"min": min(seconds), "median": mid, "max": max(seconds), "runs": len(seconds)}
+        r["images_per_second"] = job["images"] / mid
+        r["share_of_bf16_ceiling"] = flops["total"] / mid / bf16
+        r["share_of_fp8_ceiling"] = flops["total"] / mid / fp8 if fp8 else None
+        if plain is not None:
+            r["speedup_vs_plain"] = median(plain.seconds) / mid
+            pixels = _pixels(variant.images)
+            reference = _pixels(plain.images)
+            r["difference_to_plain_per_tile"] = [_difference(pixels[i], reference[i]) for i in range(len(pixels))]
+        split = r["split"]
+        diff = max((d["max"] for d in r.get("difference_to_plain_per_tile", [])), default=float("nan"))
+        print(
+            f"{variant.name:<9} {min(seconds):>7.3f} {mid:>7.3f} {max(seconds):>7.3f} {r['images_per_second']:>6.2f} "
+            f"{r.get('speedup_vs_plain', float('nan')):>7.2f}× {r['share_of_bf16_ceiling']:>9.1%} "
+            f"{(r['share_of_fp8_ceiling'] or float('nan')):>8.1%} {r.get('peak_allocated_bytes', 0) / 2**30:>9.2f} "
+            f"{r.get('peak_reserved_bytes', 0) / 2**30:>8.2f} "
+            f"{(split['denoiser']['per_call'] or 0) * 1e3:>10.1f} ms {split['vae_decode']['seconds'] * 1e3:>4.0f} ms "
+            f"{split['image_conversion']['seconds'] * 1e3:>4.0f} ms {diff:>10.0f} {r['batch_vs_solo']['max']:>10.0f}"
+        )
+        print(f"{'':<9} options: {', '.join(r['options'])}")
+    for name, entry in report["variants"].items():
+        if "skipped" in entry:
+            print(f"{name:<9} skipped: {entry['skipped']}")
+    print(
+        f"graphs compiled during the timed runs (recompiles in service): {report['graphs_during_timed_runs']}; "
+        "differences are in 0-255 pixel levels (max over the tile)"
+    )
 
 
 if __name__ == "__main__":

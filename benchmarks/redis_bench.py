@@ -303,7 +303,7 @@ async def _measure(rig: Rig, plan: Plan, log: Callable[[str], None], torch_threa
     return {
         "overhead": overhead,
         "throughput": {"1_worker": one, "2_workers": two, "in_process": inproc},
-        "jobs_left_in_stream": await client.xlen(rig.dispatcher.keys.jobs),
+        "jobs_left_in_stream": await client.xlen(rig.dispatcher.keys.jobs_for(rig.dispatcher.models.default.name)),
     }
 
 
@@ -349,9 +349,9 @@ async def run(model: Path, workdir: Path, plan: Plan, log: Callable[[str], None]
             local = await Engine.open(local_settings)
             stack.push_async_callback(local.close)
             with _without_env(REDIS_URL_ENV):
-                dispatcher = RedisBackend.from_settings(redis_settings, want_tiles=False)
-                await dispatcher.start()
                 models = Catalogue.resolve(redis_settings)
+                dispatcher = RedisBackend.from_settings(redis_settings, models, want_tiles=False)
+                await dispatcher.start()
                 remote = Engine(await Store.open(redis_settings.storage.database), dispatcher, models)
                 stack.push_async_callback(remote.close, grace=5.0)
                 client = await connect(redis_settings.redis, url=server.url)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot run | check | imagine`` (also installed as ``seedgrid``)."""
+"""Command line: ``python -m bot run | worker | check | imagine | reproduce | upscale | vary`` (also ``seedgrid``)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,13 @@ def _worker_name(text: str) -> str:
     raise argparse.ArgumentTypeError("1-64 letters, digits, _ . -")
 
 
+def _model_names(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise argparse.ArgumentTypeError("give model names from the config, separated by commas (e.g. sd15,flux)")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seedgrid", description="A Discord bot that draws seeded 2×2 Stable Diffusion grids."
@@ -82,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--name", type=_worker_name, help="a name for logs and /seedgrid status (default: host-device-pid)"
+    )
+    worker.add_argument(
+        "--models",
+        type=_model_names,
+        default=(),
+        metavar="NAMES",
+        help="serve only these configured models, comma-separated, e.g. sd15,flux (default: every [[models]] entry)",
     )
     worker.add_argument(
         "--metrics",
@@ -113,7 +127,57 @@ def build_parser() -> argparse.ArgumentParser:
         help="refine: every tile re-uses --seed with PROMPT + TEXT (repeat 1 to 4 times)",
     )
     imagine.add_argument("--out", type=Path, required=True, metavar="DIR", help="where grid.png and tile-N.png go")
+
+    def from_file(name: str, description: str) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=description)
+        p.add_argument(
+            "file", type=Path, metavar="FILE.png", help="a PNG seedgrid wrote (or, for reproduce, any A1111 PNG)"
+        )
+        with_config(p)
+        p.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the result's PNGs go")
+        return p
+
+    from_file("reproduce", "draw the image of FILE's recipe again (the same grid, byte for byte, on the same model)")
+    upscale = from_file("upscale", "U1-U4: tile N of FILE alone, larger ([upscale] of the config) → DIR/upscale.png")
+    upscale.add_argument("--tile", type=int, default=1, metavar="N", help="which tile of FILE (default 1)")
+    vary = from_file("vary", "Vary: four new seeds drawn from tile N of FILE → DIR/grid.png, DIR/tile-N.png")
+    vary.add_argument("--tile", type=int, default=1, metavar="N", help="which tile of FILE (default 1)")
+    vary.add_argument("--strong", action="store_true", help="[vary] strong rather than subtle")
+    vary.add_argument("--seed", type=_seed, help="seed of the first variation (random if absent)")
     return parser
+
+
+def request_from_file(settings: Settings, args: argparse.Namespace, models: Catalogue | None = None) -> JobRequest:
+    """The job ``reproduce``, ``upscale`` or ``vary`` runs for FILE's recipe (the same validation as Discord's)."""
+    from bot.imaging.recipe import PARAMETERS_KEY, parse_parameters, read_recipe, read_text_chunks
+    from bot.inputs import recipe_from_parameters, request_from_recipe, upscale_request, vary_request
+
+    models = models or Catalogue.resolve(settings)
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise CommandLineError(f"cannot read {args.file}: {exc.strerror}") from None
+    recipe = read_recipe(data)
+    if recipe is None:
+        parameters = read_text_chunks(data).get(PARAMETERS_KEY)
+        if parameters is None or args.command != "reproduce":
+            raise CommandLineError(f"{args.file} carries no seedgrid recipe")
+        recipe = recipe_from_parameters(parse_parameters(parameters), models.default)
+    if args.command == "reproduce":
+        return request_from_recipe(recipe, models, max_side=settings.upscale.max_side)
+    if not 1 <= args.tile <= len(recipe.tiles):
+        raise CommandLineError(f"--tile: {args.file} has tiles 1 to {len(recipe.tiles)}")
+    parent = request_from_recipe(recipe, models, max_side=settings.upscale.max_side)
+    preset = choose_model(models, parent.model)
+    source = recipe.tile(args.tile)
+    if args.command == "upscale":
+        return upscale_request(
+            parent, source, preset=preset, settings=settings.upscale, parent_job=None, tile_index=args.tile
+        )
+    strength = settings.vary.strong if args.strong else settings.vary.subtle
+    return vary_request(
+        parent, source, preset=preset, strength=strength, parent_job=None, tile_index=args.tile, seed=args.seed
+    )
 
 
 def request_from_args(settings: Settings, args: argparse.Namespace, models: Catalogue | None = None) -> JobRequest:
@@ -152,10 +216,19 @@ async def _imagine(settings: Settings, request: JobRequest, out: Path) -> int:
         result = await handle.result()
     finally:
         await engine.close()
+    if request.kind is JobKind.UPSCALE:  # one image: the upscale itself
+        await asyncio.to_thread(_write_upscale, out, result.grid_png)
+        print(f"wrote {out / 'upscale.png'} (seed {request.seed}) in {result.elapsed:.1f} s")
+        return 0
     await asyncio.to_thread(_write_result, out, result.grid_png, result.images)
     seeds = ", ".join(str(t.seed) for t in result.tiles)
     print(f"wrote {out / 'grid.png'} and {len(result.images)} tiles (seeds {seeds}) in {result.elapsed:.1f} s")
     return 0
+
+
+def _write_upscale(out: Path, image: bytes) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "upscale.png").write_bytes(image)
 
 
 def _write_result(out: Path, grid: bytes, tiles: Tiles) -> None:
@@ -233,7 +306,13 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from bot.remote.worker import run_worker
 
     listen = args.metrics or settings.metrics.resolved_listen()
-    return await run_worker(settings, device=args.device, name=args.name, metrics_listen=listen)
+    known = [entry.name for entry in settings.model_entries]
+    unknown = [name for name in args.models if name not in known]
+    if unknown:
+        raise CommandLineError(
+            f"--models: the config has no model {', '.join(map(repr, unknown))}; its models are {', '.join(known)}"
+        )
+    return await run_worker(settings, device=args.device, name=args.name, metrics_listen=listen, models=args.models)
 
 
 async def _run(settings: Settings, token: str) -> int:
@@ -282,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_check(settings))
         if args.command == "worker":
             return asyncio.run(_worker(settings, args))
+        if args.command in ("reproduce", "upscale", "vary"):
+            return asyncio.run(_imagine(settings, request_from_file(settings, args), args.out))
         return asyncio.run(_imagine(settings, request_from_args(settings, args), args.out))
     except (ConfigError, UserInputError, CommandLineError, RedisUnavailableError) as exc:
         print(f"seedgrid: error: {exc}", file=sys.stderr)

@@ -63,6 +63,7 @@ DTYPES = ("auto", "float16", "bfloat16", "float32")
 ATTENTION = ("sdpa", "classic")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 COMPILE_BACKENDS = ("inductor", "cudagraphs", "aot_eager", "eager")
+QUANTIZE = ("", "fp8")
 
 
 def cuda_index(device: str) -> int | None:
@@ -93,8 +94,8 @@ class ModelSettings:
     """enable_model_cpu_offload(): fits small GPUs at some speed cost (cuda only)."""
     attention: str = "sdpa"
     """sdpa (torch's fused scaled-dot-product attention) | classic (diffusers' plain attention, for debugging)."""
-    channels_last: bool = True
-    """Store the UNet and VAE in channels-last memory format (faster convolutions on GPUs)."""
+    channels_last: bool | None = None
+    """UNet and VAE in channels-last memory format; unset: on with ``compile`` only (eagerly it may cost more)."""
     fuse_qkv: bool = True
     """Fuse each attention's query/key/value projections into one matmul."""
     compile: bool = False
@@ -103,6 +104,10 @@ class ModelSettings:
     """torch.compile mode: default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs."""
     compile_backend: str = "inductor"
     """torch.compile backend: inductor (generates fused kernels) | cudagraphs | aot_eager | eager (capture only)."""
+    compile_cache: str = ""
+    """A folder for inductor's compiled kernels, so a restart reuses them (a Docker volume); empty: torch's default."""
+    quantize: str = ""
+    """"" (off) | fp8: torchao float8 dynamic quantization of the denoiser's linear layers, per-row (Ada/Hopper)."""
     memory_budget: float = 0.0
     """GiB of weights a device keeps loaded (least recently used unloaded first); 0: one model at a time."""
 
@@ -118,6 +123,7 @@ class ModelSettings:
             f"expected one of {', '.join(COMPILE_BACKENDS)}",
         )
         _check(self.compile_mode in COMPILE_MODES, f"{key}.compile_mode", f"expected one of {', '.join(COMPILE_MODES)}")
+        _check(self.quantize in QUANTIZE, f"{key}.quantize", f'expected "" (off) or "fp8", got {self.quantize!r}')
         _check(0 <= self.memory_budget <= 10_000, f"{key}.memory_budget", "must be in 0..10000 GiB (0 = one model)")
         _check(
             self.scheduler == "" or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*Scheduler", self.scheduler) is not None,
@@ -282,6 +288,33 @@ class RefineSettings:
                 "must be one non-empty line no longer than max_suffix_length",
             )
         _check(1 <= self.max_suffix_length <= 900, f"{key}.max_suffix_length", "must be in 1..900")
+
+
+@dataclass(frozen=True, slots=True)
+class UpscaleSettings:
+    factor: float = 2.0
+    """U1-U4: the upscale's width and height as a multiple of the tile's (1.25 to 4)."""
+    strength: float = 0.35
+    """How much of the enlarged tile the image-to-image ("hires") pass redraws (0.05 to 1)."""
+    max_side: int = 2048
+    """The longest side an upscale may have, in pixels; a larger one is refused, saying so."""
+
+    def validate(self, key: str) -> None:
+        _check(1.25 <= self.factor <= 4, f"{key}.factor", "must be in 1.25..4")
+        _check(0.05 <= self.strength <= 1, f"{key}.strength", "must be in 0.05..1")
+        _check(64 <= self.max_side <= 8192, f"{key}.max_side", "must be in 64..8192")
+
+
+@dataclass(frozen=True, slots=True)
+class VarySettings:
+    subtle: float = 0.4
+    """Vary (subtle): the image-to-image strength, how much of the tile is redrawn (0.05 to 1)."""
+    strong: float = 0.75
+    """Vary (strong): the same, higher."""
+
+    def validate(self, key: str) -> None:
+        _check(0.05 <= self.subtle <= 1, f"{key}.subtle", "must be in 0.05..1")
+        _check(0.05 <= self.strong <= 1, f"{key}.strong", "must be in 0.05..1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,6 +531,8 @@ class Settings:
     """The models members can pick (``[[models]]``), the first the default; empty: ``[model] id`` alone."""
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     refine: RefineSettings = field(default_factory=RefineSettings)
+    upscale: UpscaleSettings = field(default_factory=UpscaleSettings)
+    vary: VarySettings = field(default_factory=VarySettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import replace
-from typing import TypedDict
+from typing import Any, TypedDict
 
-from bot.config import RefineSettings
+from bot.config import RefineSettings, UpscaleSettings
 from bot.diffusion.families import Guidance, NegativeWay
 from bot.engine.models import Catalogue, ModelPreset
-from bot.jobs import MAX_SUFFIXES, SEED_LIMIT, JobKind, JobRequest, Tile, random_seed
+from bot.imaging.recipe import MAX_DEPTH, Parameters, Recipe
+from bot.jobs import GRID_TILES, MAX_SUFFIXES, SEED_LIMIT, JobKind, JobRequest, Tile, random_seed, tile_seed
 from bot.texts import Text
 
 MAX_PROMPT_LENGTH = 1000
@@ -204,4 +205,184 @@ def reroll_request(
         channel_id=channel_id if channel_id is not None else parent.channel_id,
         parent_job=parent_job,
         parent_tile=None,
+    )
+
+
+def _derived(
+    parent: JobRequest,
+    kind: JobKind,
+    source: Recipe,
+    *,
+    strength: float,
+    preset: ModelPreset,
+    parent_job: int | None,
+    tile_index: int,
+    **changes: Any,
+) -> JobRequest:
+    """A job drawn from ``source`` (tile ``tile_index`` of job ``parent_job``), on the parent's model."""
+    if not preset.family.image_to_image:
+        raise UserInputError("input.no_image_to_image", model=preset.label)
+    if source.depth + 1 >= MAX_DEPTH:
+        raise UserInputError("input.chain_too_long", depth=source.depth + 1)
+    tile = source.tiles[0]
+    fields: dict[str, Any] = {
+        "kind": kind,
+        "prompt": tile.prompt,
+        "negative": source.negative,
+        "seed": tile.seed,
+        "steps": source.steps,
+        "guidance": source.guidance,
+        "width": source.width,
+        "height": source.height,
+        "suffixes": (),
+        "source": source.to_json(),
+        "strength": strength,
+        "parent_job": parent_job,
+        "parent_tile": tile_index,
+    }
+    return replace(parent, **(fields | changes))
+
+
+def upscale_request(
+    parent: JobRequest,
+    source: Recipe,
+    *,
+    preset: ModelPreset,
+    settings: UpscaleSettings,
+    parent_job: int | None,
+    tile_index: int,
+    user_id: int = 0,
+    guild_id: int | None = None,
+    channel_id: int | None = None,
+) -> JobRequest:
+    """U1-U4: tile ``tile_index`` alone at ``settings.factor`` × its size (a multiple of the model's size step), its
+    own prompt and seed, redrawn from the enlarged tile at ``settings.strength``; refused beyond ``max_side``."""
+    multiple = preset.family.size_multiple
+    width, height = (
+        max(multiple, round(side * settings.factor / multiple) * multiple) for side in (source.width, source.height)
+    )
+    if max(width, height) > settings.max_side:
+        raise UserInputError("input.upscale_too_big", width=width, height=height, max=settings.max_side)
+    return _derived(
+        parent,
+        JobKind.UPSCALE,
+        source,
+        strength=settings.strength,
+        preset=preset,
+        parent_job=parent_job,
+        tile_index=tile_index,
+        width=width,
+        height=height,
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+    )
+
+
+def vary_request(
+    parent: JobRequest,
+    source: Recipe,
+    *,
+    preset: ModelPreset,
+    strength: float,
+    parent_job: int | None,
+    tile_index: int,
+    seed: int | None = None,
+    user_id: int = 0,
+    guild_id: int | None = None,
+    channel_id: int | None = None,
+) -> JobRequest:
+    """Vary: four new seeds (``seed ..``, random by default), each drawn from tile ``tile_index`` at ``strength``."""
+    return _derived(
+        parent,
+        JobKind.VARY,
+        source,
+        strength=strength,
+        preset=preset,
+        parent_job=parent_job,
+        tile_index=tile_index,
+        seed=random_seed() if seed is None else seed,
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+    )
+
+
+def request_from_recipe(recipe: Recipe, models: Catalogue, *, max_side: int) -> JobRequest:
+    """The job that draws ``recipe``'s images again (``seedgrid reproduce``), on the model it names.
+
+    A grid of four consecutive seeds is an imagine job (the same grid, byte for byte, on the same model); one
+    tile is an imagine job from its seed (its tile 1 is that image); other tile sets re-run each prompt on its
+    seed as a refine job does. Refused, with the reason, when the model is not configured or the settings are
+    out of the model's bounds.
+    """
+    preset = models.get(recipe.model) if recipe.model else None
+    if preset is None:
+        raise UserInputError("input.recipe_model", model=recipe.model or recipe.model_id or "?")
+    if not preset.min_steps <= recipe.steps <= preset.max_steps:
+        raise UserInputError("input.steps_range", min=preset.min_steps, max=preset.max_steps)
+    if max(recipe.width, recipe.height) > max_side:
+        reason = f"{recipe.width}×{recipe.height} is larger than {max_side} pixels a side"
+        raise UserInputError("input.recipe_unusable", reason=reason)
+    first = recipe.tiles[0]
+    kind = JobKind(recipe.kind)
+    consecutive = len(recipe.tiles) == 1 or (
+        len(recipe.tiles) == GRID_TILES
+        and all(t.prompt == first.prompt and t.seed == tile_seed(first.seed, i) for i, t in enumerate(recipe.tiles))
+    )
+    suffixes: tuple[str, ...] = ()
+    prompt = first.prompt
+    if kind is JobKind.UPSCALE:
+        pass
+    elif consecutive:
+        kind = JobKind.VARY if kind is JobKind.VARY else JobKind.IMAGINE
+    elif all(t.seed == first.seed for t in recipe.tiles):
+        kind, prompt, suffixes = JobKind.REFINE, "", tuple(t.prompt for t in recipe.tiles)
+    else:
+        raise UserInputError("input.recipe_unusable", reason="its tiles are neither a grid nor one seed refined")
+    if recipe.source is None and kind is not JobKind.REFINE and kind is not JobKind.IMAGINE:
+        raise UserInputError("input.recipe_unusable", reason=f"a {kind} without its source tile")
+    return JobRequest(
+        kind=kind,
+        prompt=prompt,
+        negative=recipe.negative,
+        seed=first.seed,
+        steps=recipe.steps,
+        guidance=recipe.guidance,
+        width=recipe.width,
+        height=recipe.height,
+        suffixes=suffixes,
+        model=preset.name,
+        model_id=preset.id,
+        strength=(recipe.strength or 0.0) if recipe.source is not None else 0.0,
+        source=recipe.source.to_json() if recipe.source is not None else "",
+        parent_job=recipe.parent_job,
+        parent_tile=recipe.parent_tile,
+    )
+
+
+def recipe_from_parameters(parameters: Parameters, preset: ModelPreset) -> Recipe:
+    """An A1111 ``parameters`` text as a one-tile recipe on ``preset`` (its seed, steps, CFG scale and size where
+    given, the preset's otherwise); the Model it names is not looked up (A1111 names checkpoints, not ours)."""
+    seed = parameters.get_int("Seed")
+    size = parameters.size()
+    width, height = size if size is not None else (preset.sizes[0].width, preset.sizes[0].height)
+    multiple = preset.family.size_multiple
+    if width % multiple or height % multiple or min(width, height) < multiple:
+        reason = f"{width}×{height} is not a multiple of {multiple} for {preset.label}"
+        raise UserInputError("input.recipe_unusable", reason=reason)
+    prompt = clean_prompt(parameters.prompt)
+    guidance = parameters.get_float("CFG scale")
+    return Recipe(
+        kind=JobKind.IMAGINE.value,
+        model=preset.name,
+        model_id=preset.id,
+        family=preset.family.name,
+        scheduler="",
+        negative=clean_prompt(parameters.negative, negative=True, required=False),
+        steps=parameters.get_int("Steps") or preset.steps,
+        guidance=guidance if guidance is not None else preset.guidance,
+        width=width,
+        height=height,
+        tiles=(Tile(prompt, seed if seed is not None and 0 <= seed < SEED_LIMIT else random_seed()),),
     )

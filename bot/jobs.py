@@ -40,6 +40,15 @@ class JobKind(enum.StrEnum):
     """Four tiles, seeds ``seed .. seed+3``, one prompt."""
     REFINE = "refine"
     """One tile per suffix, every tile on the parent tile's seed."""
+    UPSCALE = "upscale"
+    """One tile, the parent tile's prompt and seed, at a multiple of its size: the tile enlarged, then an
+    image-to-image pass at ``strength`` (a "hires" pass)."""
+    VARY = "vary"
+    """Four tiles, seeds ``seed .. seed+3``, each an image-to-image pass from the parent tile at ``strength``."""
+
+
+DERIVED_KINDS = frozenset({JobKind.UPSCALE, JobKind.VARY})
+"""Kinds drawn from a source tile (:attr:`JobRequest.source`) rather than from noise alone."""
 
 
 class JobStatus(enum.StrEnum):
@@ -112,6 +121,11 @@ class JobRequest(Sampling):
     parent_tile: int | None = None
     policy: str = "allow"
     """What to do with tiles the safety checker flags: allow | blur | spoiler (decided by the channel)."""
+    strength: float = 0.0
+    """Image-to-image strength (0 < strength <= 1) when the job is drawn from :attr:`source`; else 0."""
+    source: str = ""
+    """The recipe (:class:`bot.imaging.recipe.Recipe` JSON) of the one tile this job is drawn from: upscale,
+    vary, and refining such a job's tile. The source is drawn again from its recipe, so any worker can run it."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.seed < SEED_LIMIT:
@@ -120,10 +134,16 @@ class JobRequest(Sampling):
             raise ValueError(f"a refine job needs 1 to {MAX_SUFFIXES} suffixes, got {len(self.suffixes)}")
         if self.kind is JobKind.IMAGINE and self.suffixes:
             raise ValueError("an imagine job takes no suffixes")
+        if self.kind in DERIVED_KINDS and (self.suffixes or not self.source):
+            raise ValueError(f"a {self.kind} job takes no suffixes and needs the recipe of its source tile")
+        if self.source and not 0 < self.strength <= 1:
+            raise ValueError(f"strength must be in (0, 1] for a job drawn from a source tile, got {self.strength}")
 
     def tiles(self) -> tuple[Tile, ...]:
         if self.kind is JobKind.REFINE:
             return tuple(Tile(self.prompt + suffix, self.seed) for suffix in self.suffixes)
+        if self.kind is JobKind.UPSCALE:
+            return (Tile(self.prompt, self.seed),)
         return tuple(Tile(self.prompt, tile_seed(self.seed, i)) for i in range(GRID_TILES))
 
     def params(self) -> GenParams:

@@ -16,7 +16,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.engine import EngineStatus, WorkerInfo
+from bot.engine import EngineStatus, ModelInfo, WorkerInfo
 from bot.texts import Text, text
 from cogs.replies import reply, reply_error
 
@@ -97,6 +97,7 @@ def status_report(status: EngineStatus, *, uptime: float) -> str:
     lines = [
         text("admin.status.model", model=model.model if model else "?"),
         text("admin.status.device", device=model.device if model else "?", dtype=model.dtype if model else "?"),
+        *_model_lines(model),
         queue + (text("admin.status.paused") if status.paused else ""),
         *_worker_lines(status.workers),
         done,
@@ -106,13 +107,27 @@ def status_report(status: EngineStatus, *, uptime: float) -> str:
     return "\n".join(lines)
 
 
+def _model_lines(model: ModelInfo | None) -> list[str]:
+    """With several models: which ones this device serves, and which it holds loaded now."""
+    if model is None or len(model.models) < 2:
+        return []
+    listed = ", ".join(
+        text("admin.status.model_loaded", name=name) if name in model.loaded else name for name in model.models
+    )
+    return [text("admin.status.models", models=listed)]
+
+
 def _worker_lines(workers: list[WorkerInfo] | None) -> list[str]:
     """With the redis backend: the live GPU workers and what each is doing."""
     if workers is None:
         return []
     if not workers:
         return [text("admin.status.no_workers")]
-    listed = ", ".join(f"{w.name} ({w.device}{f', job {w.job}' if w.job else ''})" for w in workers[:WORKER_NAMES])
+    listed = ", ".join(
+        f"{w.name} ({w.device}{': ' + '/'.join(w.model.models) if w.model.models else ''}"
+        f"{f', job {w.job}' if w.job else ''})"
+        for w in workers[:WORKER_NAMES]
+    )
     if len(workers) > WORKER_NAMES:
         listed += text("admin.status.workers_more", count=len(workers) - WORKER_NAMES)
     return [text("admin.status.workers", count=len(workers), listed=listed)]

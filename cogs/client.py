@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.errors", "cogs.monitoring", "cogs.imagine", "cogs.admin")
+EXTENSIONS = ("cogs.errors", "cogs.monitoring", "cogs.imagine", "cogs.admin", "cogs.settings", "cogs.preferences")
 
 
 def point_at(settings: DiscordSettings) -> None:

@@ -31,7 +31,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def config_text(
-    model: Path,
+    model: Path | None,
     database: Path,
     *,
     api_base_url: str = "https://discord.com/api/v10",
@@ -44,7 +44,8 @@ def config_text(
 ) -> str:
     """A complete config file for tests: tiny sizes, few steps, fast progress edits.
 
-    Unless ``extra`` has an ``[access]`` section, the per-member rate limit is lifted: tests that
+    ``model`` None: ``extra`` names the models (``[[models]]`` entries). Unless ``extra`` has an
+    ``[access]`` section, the per-member rate limit is lifted: tests that
     send many commands as one member are about other things. Unless it names a ``classifier``, the
     NSFW classifier is off (its default is a Hub id).
     """
@@ -63,7 +64,7 @@ gateway_url = "{gateway_url}"
 progress_interval = 0.5
 
 [model]
-id = "{model}"
+{f'id = "{model}"' if model is not None else "# the models are [[models]] entries (in extra)"}
 device = "cpu"
 
 [generation]

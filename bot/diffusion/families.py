@@ -153,6 +153,9 @@ class Family:
     legacy_callback: bool = False
     """Progress through the old ``callback(step, timestep, latents)`` (PixArt-Σ has no callback_on_step_end)."""
     known: bool = True
+    image_to_image: bool = False
+    """diffusers maps the family to a strength-based image-to-image pipeline (``AutoPipelineForImage2Image``,
+    built with ``from_pipe``: the same weights): upscale and vary work on it."""
 
     @property
     def uses_guidance(self) -> bool:
@@ -172,6 +175,7 @@ class Family:
 
 
 SD1 = Family(
+    image_to_image=True,
     name="sd1",
     label="Stable Diffusion 1.x",
     pipelines=("StableDiffusionPipeline",),
@@ -181,6 +185,7 @@ SD1 = Family(
     colours=LatentColours(SD1_RGB),
 )
 SDXL = Family(
+    image_to_image=True,
     name="sdxl",
     label="Stable Diffusion XL",
     pipelines=("StableDiffusionXLPipeline",),
@@ -191,6 +196,7 @@ SDXL = Family(
     colours=LatentColours(SDXL_RGB, SDXL_RGB_BIAS),
 )
 SD3 = Family(
+    image_to_image=True,
     name="sd3",
     label="Stable Diffusion 3",
     pipelines=("StableDiffusion3Pipeline",),
@@ -206,6 +212,7 @@ SD3 = Family(
     unet_options=False,
 )
 FLUX_DEV = Family(
+    image_to_image=True,
     name="flux-dev",
     label="FLUX.1 [dev]",
     pipelines=("FluxPipeline",),
@@ -268,6 +275,7 @@ FLUX2_KLEIN_BASE = dataclasses.replace(
     guidance_kind=Guidance.CFG,
 )
 QWEN_IMAGE = Family(
+    image_to_image=True,
     name="qwen-image",
     label="Qwen-Image",
     pipelines=("QwenImagePipeline",),
@@ -284,6 +292,7 @@ QWEN_IMAGE = Family(
     unet_options=False,
 )
 Z_IMAGE = Family(
+    image_to_image=True,
     name="z-image",
     label="Z-Image",
     pipelines=("ZImagePipeline",),

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 from bot.config import ModelSettings
 from bot.diffusion.checker import has_checker, keep_or_drop_checker, run_checker, without_builtin_checker
 from bot.diffusion.devices import dtype_kwarg, dtype_name, resolve_device, resolve_dtype
-from bot.diffusion.families import Family, call_arguments, call_defaults, facts_of, identify
+from bot.diffusion.families import Family, Guidance, call_arguments, call_defaults, facts_of, identify
 from bot.diffusion.progress import PreviewCallback, StepCallback, StepReporter, StopCheck
 from bot.diffusion.prompts import PromptLimit
 from bot.diffusion.schedulers import resolve_scheduler, use_scheduler
-from bot.diffusion.speed import apply_speed_options
+from bot.diffusion.speed import apply_speed_options, check_quantize
 from bot.engine.backend import ModelInfo
 from bot.jobs import SEED_LIMIT, GenParams, RenderCancelled, Tile
 
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 MAX_TILES = 8
 """The most images one call may make (a grid shows four; a refine job makes one per suffix)."""
+WARM_BATCHES = (4, 3, 2, 1)
+"""The tiles per call a member can cause: a job makes 1-4, an out-of-memory split 2 + 2 or 1 + 1 (3: 2 + 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +79,13 @@ class Pipeline:
         self._lock = threading.Lock()
         self.family = family or identify(facts_of(pipe))
         self._accepted = call_defaults(type(pipe))
-        self._prompts = PromptLimit.for_family(getattr(pipe, self.family.prompt_reader), self.family)
+        reader = getattr(pipe, self.family.prompt_reader, None)  # an unknown pipeline may have no "tokenizer"
+        self._prompts = None if reader is None else PromptLimit.for_family(reader, self.family)
         self._checks = has_checker(pipe)
         self._classifier = None if self._checks else classifier
         self.info = info
+        self._img2img: Any = None  # built on first use, from the same components (from_pipe)
+        self._img2img_accepted: dict[str, Any] = {}
 
     @property
     def weight_bytes(self) -> int:
@@ -112,11 +117,15 @@ class Pipeline:
 
         # 1. Resolve the settings first: a typo fails before gigabytes are read
         device = resolve_device(settings.device)
-        dtype = resolve_dtype(settings.dtype, device)
+        # per-row float8 scales need bfloat16 weights: FP8 makes "auto" bfloat16
+        dtype = resolve_dtype(
+            "bfloat16" if settings.quantize == "fp8" and settings.dtype == "auto" else settings.dtype, device
+        )
         scheduler_cls = resolve_scheduler(settings.scheduler) if settings.scheduler else None
         offload = settings.cpu_offload and device.startswith("cuda")
         if settings.cpu_offload and not offload:
             log.warning("model.cpu_offload applies to cuda devices only; ignored on %s", device)
+        check_quantize(settings, device, dtype_name(dtype))  # FP8: Ada/Hopper, bf16, torchao; before any weight
 
         # 2. Load the components
         log.info("loading model %s (device %s, dtype %s)", settings.id, device, dtype_name(dtype))
@@ -170,45 +179,70 @@ class Pipeline:
         )
         return cls(pipe, info, family, classifier=checks)
 
-    def warm_up(self, sizes: Sequence[tuple[int, int]], *, steps: int = 2) -> float:
-        """Run each size once with 4 tiles and once with 1, so compiled kernels exist before any member asks.
+    def warm_up(
+        self,
+        sizes: Sequence[tuple[int, int]],
+        *,
+        steps: int = 2,
+        batches: Sequence[int] = WARM_BATCHES,
+        guidance_off: bool = True,
+    ) -> float:
+        """Run every shape a member can reach once, so that compiled code exists before anyone asks; then seal.
 
-        Only needed with ``model.compile``; returns the seconds it took. Blocking (worker thread).
+        Each size × each batch of ``batches`` tiles, with guidance on and, for a classifier-free
+        guidance family, off too (guidance at or below its threshold runs the denoiser on the plain
+        batch instead of the doubled one; ``guidance_off=False`` skips those). Afterwards a shape
+        that was not warmed up runs eagerly: it never compiles in service
+        (:mod:`bot.diffusion.compiled`). The compile time of each shape is logged. Only needed
+        with ``model.compile``; returns the seconds it took. Blocking (worker thread).
         """
+        from bot.diffusion.compiled import compiled_parts, warming
+
         start = time.perf_counter()
-        for width, height in sizes:
-            for tiles in (4, 1):
-                params = GenParams(
-                    tiles=tuple(Tile("warm-up", seed) for seed in range(tiles)),
-                    negative="",
-                    steps=steps,
-                    guidance=self.family.guidance,
-                    width=width,
-                    height=height,
-                )
-                self.generate(params)
+        parts = compiled_parts(self._pipe)
+        guidances = [self.family.guidance]
+        if self.family.guidance_kind is Guidance.CFG:  # both sides of the threshold: doubled batch and plain
+            above = self.family.cfg_above
+            guidances = [max(self.family.guidance, above + 1.0)] + ([above] if guidance_off else [])
+        with warming(parts):
+            for width, height in sizes:
+                for tiles in batches:
+                    for guidance in guidances:
+                        params = GenParams(
+                            tiles=tuple(Tile("warm-up", seed) for seed in range(tiles)),
+                            negative="",
+                            steps=steps,
+                            guidance=guidance,
+                            width=width,
+                            height=height,
+                        )
+                        self.generate(params)
         elapsed = time.perf_counter() - start
-        log.info("warmed up %d size(s) in %.1f s", len(sizes), elapsed)
+        shapes = ", ".join(f"{part.label} {part.shapes}" for part in parts) or "nothing compiled"
+        log.info(
+            "warmed up %d size(s) × %d batch(es) in %.1f s (shapes: %s)", len(sizes), len(batches), elapsed, shapes
+        )
         return elapsed
 
     # --- prompts (a bot.engine.backend.PromptReader) -------------------------------------------
 
     @property
-    def prompt_limit(self) -> PromptLimit:
-        """Where this model's reading encoder cuts a prompt (a :class:`bot.engine.backend.PromptReader`)."""
+    def prompt_limit(self) -> PromptLimit | None:
+        """Where this model's reading encoder cuts a prompt (a :class:`bot.engine.backend.PromptReader`);
+        None when the pipeline has no tokenizer where its family reads one."""
         return self._prompts
 
     @property
     def max_prompt_tokens(self) -> int:
-        """The reading encoder's context, specials included (77 for SD 1.x, 512 for FLUX.1-dev)."""
-        return self._prompts.max_prompt_tokens
+        """The reading encoder's context, specials included (77 for SD 1.x, 512 for FLUX.1-dev; 0: unknown)."""
+        return 0 if self._prompts is None else self._prompts.max_prompt_tokens
 
     def prompt_overflow(self, prompt: str) -> str | None:
         """The part of ``prompt`` the tokenizer will cut (beyond :attr:`max_prompt_tokens`), or None.
 
         Members should be told what was dropped. Cheap and safe to call from any thread.
         """
-        return self._prompts.prompt_overflow(prompt)
+        return None if self._prompts is None else self._prompts.prompt_overflow(prompt)
 
     # --- generation --------------------------------------------------------------------------
 
@@ -235,6 +269,25 @@ class Pipeline:
         if not math.isfinite(params.guidance):
             raise ValueError(f"params.guidance: must be a finite number, got {params.guidance}")
 
+    @property
+    def image_to_image(self) -> bool:
+        """Whether this model can draw from an image (upscale, vary): its family maps to an image-to-image pipeline."""
+        return self.family.image_to_image
+
+    def _image_pipeline(self) -> tuple[Any, dict[str, Any]]:
+        """The image-to-image pipeline on the same components (``AutoPipelineForImage2Image.from_pipe``: no
+        second copy of the weights), and what its call accepts. Called under the lock."""
+        if not self.image_to_image:
+            raise ValueError(f"{self.family.label} has no image-to-image pipeline in diffusers")
+        if self._img2img is None:
+            import diffusers
+
+            pipe = diffusers.AutoPipelineForImage2Image.from_pipe(self._pipe)
+            pipe.set_progress_bar_config(disable=True)
+            self._img2img, self._img2img_accepted = pipe, call_defaults(type(pipe))
+            log.info("image-to-image: %s on the loaded %s", type(pipe).__name__, type(self._pipe).__name__)
+        return self._img2img, self._img2img_accepted
+
     def generate(
         self,
         params: GenParams,
@@ -243,6 +296,8 @@ class Pipeline:
         should_stop: StopCheck | None = None,
         on_preview: PreviewCallback | None = None,
         preview_every: int = 0,
+        image: Image.Image | None = None,
+        strength: float = 0.0,
     ) -> GenerationOutput:
         """Run one batched call: image *i* from ``params.tiles[i]`` (its prompt, its seed). Blocking.
 
@@ -257,6 +312,10 @@ class Pipeline:
 
         When the model has a safety checker and it is on, ``nsfw[i]`` is its verdict on image
         *i* (without one, the image classifier's); the images are returned as drawn either way.
+
+        With ``image`` (of ``params``' size) every tile is an image-to-image pass from it at ``strength``
+        (``0 < strength <= 1``; the run takes about ``strength × steps`` steps, at least one), on the
+        image-to-image pipeline built from the same weights; no previews then.
         """
         import torch
 
@@ -265,6 +324,15 @@ class Pipeline:
         if preview_every < 0:
             raise ValueError(f"preview_every: must be 0 (off) or more, got {preview_every}")
         n = len(params.tiles)
+        steps = params.steps
+        if image is not None:
+            if not 0 < strength <= 1:
+                raise ValueError(f"strength: must be in (0, 1] with an image, got {strength}")
+            if image.size != (params.width, params.height):
+                raise ValueError(f"image: must be {params.width}×{params.height}, got {image.width}×{image.height}")
+            while int(steps * strength) < 1:  # diffusers runs int(steps × strength) steps: at least one
+                steps += 1
+            on_preview, preview_every = None, 0
         reporter = StepReporter(
             params.steps,
             on_step,
@@ -283,20 +351,24 @@ class Pipeline:
             #    noise of tile i depends on its seed only, whatever the batch and the device.
             generators = [torch.Generator("cpu").manual_seed(seed) for seed in params.seeds]
 
-            # 3. One batched call, without diffusers' own safety check (it would black images out)
+            # 3. One batched call, without diffusers' own safety check (it would black images out); from
+            #    an image, on the image-to-image pipeline (the size is the image's where it takes none)
             start = time.perf_counter()
+            pipe, accepted = (self._pipe, self._accepted) if image is None else self._image_pipeline()
             arguments = call_arguments(
-                self.family, self._accepted, count=n, negative=params.negative, guidance=params.guidance
+                self.family, accepted, count=n, negative=params.negative, guidance=params.guidance
             )
-            with without_builtin_checker(self._pipe):
-                output = self._pipe(
+            if image is not None:
+                arguments.update(image=[image] * n, strength=strength)
+            if "width" in accepted:
+                arguments.update(width=params.width, height=params.height)
+            with without_builtin_checker(pipe):
+                output = pipe(
                     prompt=params.prompts,
                     generator=generators,
-                    num_inference_steps=params.steps,
-                    width=params.width,
-                    height=params.height,
+                    num_inference_steps=steps,
                     **arguments,
-                    **reporter.callback_arguments(self._accepted, self._pipe),
+                    **reporter.callback_arguments(accepted, pipe),
                 )
 
             # 4. Interrupted? (diffusers still decodes what it has; those images are dropped)

@@ -17,7 +17,9 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
 
 from bot.config import ModelSettings, shorthand_name
 from bot.diffusion.pipeline import GenerationOutput, Pipeline
@@ -25,8 +27,9 @@ from bot.diffusion.progress import PreviewCallback, StepCallback, StopCheck
 from bot.diffusion.shelf import LoadingCallback, Shelf
 from bot.engine.backend import ModelInfo
 from bot.imaging.grid import compose_grid, encode_png
+from bot.imaging.recipe import MAX_DEPTH, Recipe
 from bot.imaging.tiles import Tiles
-from bot.jobs import GenParams, Job, JobResult
+from bot.jobs import GenParams, Job, JobKind, JobResult
 
 if TYPE_CHECKING:
     from bot.diffusion.classifier import ImageClassifier
@@ -170,20 +173,53 @@ class PipelineRenderer:
     ) -> JobResult:
         # 1. the job's model (loaded now if this device does not hold it), then one batched pipeline
         #    call, one CPU generator per tile (split on out-of-memory)
-        pipeline = self.shelf.get(job.request.model, on_load)
-        params = job.request.params()
+        #    (a job drawn from a source tile first draws that tile again from its recipe, enlarged to the
+        #    job's size: the image-to-image pass starts from it)
+        name = job.request.model or self.shelf.default  # "" (older jobs, the CLI): the default model
+        pipeline = self.shelf.get(name, on_load)
+        # the recipe names the model that drew it, however the job named it
+        request = dataclasses.replace(job.request, model=name, model_id=job.request.model_id or pipeline.info.model)
+        params = request.params()
         progress = _Progress(on_step, len(params.tiles))
-        output = self._generate(pipeline, params, 0, progress, should_stop, on_preview)  # RenderCancelled when stopped
-        # 2. the numbered grid, encoded here rather than on the event loop (the tiles only when asked for)
-        grid = compose_grid(output.images)
+        recipe = Recipe.of(request, family=pipeline.info.family, scheduler=pipeline.info.scheduler)
+        start = None
+        if recipe.source is not None:
+            start = self._draw(pipeline, recipe.source, should_stop).resize(
+                (request.width, request.height), Image.Resampling.LANCZOS
+            )
+        output = self._generate(  # RenderCancelled when stopped
+            pipeline, params, 0, progress, should_stop, on_preview, image=start, strength=request.strength
+        )
+        # 2. the numbered grid (an upscale: the image alone), encoded here rather than on the event loop (the
+        #    tiles only when asked for), each PNG with its recipe (bot.imaging.recipe)
+        grid = output.images[0] if request.kind is JobKind.UPSCALE else compose_grid(output.images)
         return JobResult(
             job_id=job.id,
             tiles=job.tiles,
-            grid_png=encode_png(grid),
-            images=Tiles(output.images),
+            grid_png=encode_png(grid, metadata=recipe.metadata()),
+            images=Tiles(output.images, metadata=[recipe.tile(i).metadata() for i in range(1, len(output.images) + 1)]),
             elapsed=output.elapsed,
             nsfw=tuple(output.nsfw),
         )
+
+    def _draw(self, pipeline: Pipeline, recipe: Recipe, should_stop: StopCheck, depth: int = 0) -> Image.Image:
+        """Tile 1 of ``recipe`` drawn again (its own source first, when it has one), without progress."""
+        if depth > MAX_DEPTH:
+            raise ValueError("the chain of source tiles is too long")
+        params = GenParams(
+            tiles=recipe.tiles[:1],
+            negative=recipe.negative,
+            steps=recipe.steps,
+            guidance=recipe.guidance,
+            width=recipe.width,
+            height=recipe.height,
+        )
+        start = None
+        if recipe.source is not None:
+            start = self._draw(pipeline, recipe.source, should_stop, depth + 1)
+            start = start.resize((recipe.width, recipe.height), Image.Resampling.LANCZOS)
+        strength = recipe.strength or 0.0
+        return pipeline.generate(params, should_stop=should_stop, image=start, strength=strength).images[0]
 
     def _generate(
         self,
@@ -193,6 +229,9 @@ class PipelineRenderer:
         progress: _Progress,
         should_stop: StopCheck,
         on_preview: PreviewCallback | None,
+        *,
+        image: Image.Image | None = None,
+        strength: float = 0.0,
     ) -> GenerationOutput:
         """Tiles ``first ..`` of the job in one call, or, when that runs out of memory, in two halves.
 
@@ -201,6 +240,7 @@ class PipelineRenderer:
         count = len(params.tiles)
         whole = count == progress.tiles
         start = time.perf_counter()
+        drawn_from: dict[str, Any] = {} if image is None else {"image": image, "strength": strength}
         try:
             return pipeline.generate(
                 params,
@@ -208,6 +248,7 @@ class PipelineRenderer:
                 should_stop=should_stop,
                 on_preview=on_preview if whole else None,
                 preview_every=self.preview_every if whole else 0,
+                **drawn_from,
             )
         except Exception as exc:
             if count == 1 or not is_out_of_memory(exc):
@@ -227,9 +268,11 @@ class PipelineRenderer:
         # out of the except block: the failed call's frames (and their tensors) are unreachable now
         free_memory()
         head, tail = params.tiles[:half], params.tiles[half:]
-        left = self._generate(pipeline, dataclasses.replace(params, tiles=head), first, progress, should_stop, None)
+        left = self._generate(
+            pipeline, dataclasses.replace(params, tiles=head), first, progress, should_stop, None, **drawn_from
+        )
         right = self._generate(
-            pipeline, dataclasses.replace(params, tiles=tail), first + half, progress, should_stop, None
+            pipeline, dataclasses.replace(params, tiles=tail), first + half, progress, should_stop, None, **drawn_from
         )
         return GenerationOutput(
             images=left.images + right.images,

@@ -18,7 +18,7 @@ from bot.engine.backend import (
     QueueFullError,
     WorkerInfo,
 )
-from bot.engine.engine import Engine, EngineStatus, JobListener, QueueListing
+from bot.engine.engine import Engine, EngineStatus, JobListener, QueueListing, Quota
 from bot.engine.events import (
     TERMINAL,
     Cancelled,
@@ -63,6 +63,7 @@ __all__ = [
     "QueueFullError",
     "QueueListing",
     "Queued",
+    "Quota",
     "Started",
     "StopReason",
     "Terminal",

@@ -21,7 +21,7 @@ import collections
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,8 +33,10 @@ from bot.engine.backend import Backend, BackendClosedError, ModelInfo, PromptRea
 from bot.engine.events import Cancelled, Done, Event, Failed, Interrupted, JobHandle, Started
 from bot.engine.models import Catalogue
 from bot.engine.store import Store
+from bot.imaging.recipe import RECIPE_KEY, Recipe, RecipeError, read_text_chunks
 from bot.jobs import Job, JobRequest, JobResult, JobStatus, Tile
 from bot.logs import JOB
+from bot.rules.server import DAY, NSFW_PREFIX, QUOTA_PREFIX, Defaults, ServerSettings, period_start
 from bot.texts import Text
 
 if TYPE_CHECKING:
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PROMPT_TOKENS = 77
 """What CLIP reads, for when no model (and no tokenizer) is at hand."""
+
+NO_SERVER_SETTINGS = ServerSettings()
 
 JobListener = Callable[[Event], Awaitable[None]]
 """Told every event of one job, in order, after the engine has recorded it (the cog's delivery)."""
@@ -67,6 +71,21 @@ class EngineStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class Quota:
+    """A member's daily allowance in a server (``/quota``)."""
+
+    allowance: int | None
+    """Images per day; None: no limit here."""
+    used: int
+    resets_at: float
+    """When the allowance starts again (``time.time()``: midnight UTC)."""
+
+    @property
+    def left(self) -> int | None:
+        return None if self.allowance is None else max(0, self.allowance - self.used)
+
+
+@dataclass(frozen=True, slots=True)
 class QueueListing:
     running: list[Job]
     waiting: list[Job]
@@ -83,6 +102,7 @@ class Engine:
         output_dir: Path | None = None,
         prompt_readers: dict[str, PromptReader | None] | None = None,
         observer: Observer | None = None,
+        servers: dict[int, ServerSettings] | None = None,
     ) -> None:
         self._observer = observer  # metrics (bot.monitoring): told of every admission, refusal and job event
         self._store = store
@@ -90,6 +110,7 @@ class Engine:
         self.models = models
         """The configured models with their families and presets (what a member may pick)."""
         self._readers = prompt_readers or {}
+        self._servers = servers or {}  # /settings, read once at start-up and kept in step with the store
         self._output_dir = output_dir
         self._handles: dict[int, JobHandle] = {}
         self._followers: set[asyncio.Task[None]] = set()
@@ -118,7 +139,7 @@ class Engine:
 
             if want_tiles is None:
                 want_tiles = settings.storage.output_dir is not None
-            backend = RedisBackend.from_settings(settings, want_tiles=want_tiles, scope=scope)
+            backend = RedisBackend.from_settings(settings, models, want_tiles=want_tiles, scope=scope)
         else:
             from bot.engine.local import LocalBackend
 
@@ -126,12 +147,21 @@ class Engine:
         try:
             await backend.start()
             readers = await asyncio.to_thread(_prompt_readers, models)
+            rows: dict[int, list[tuple[str, str]]] = collections.defaultdict(list)
+            for guild_id, name, value in await store.server_settings():
+                rows[guild_id].append((name, value))
         except BaseException:
             await backend.close()
             await store.close()
             raise
         return cls(
-            store, backend, models, output_dir=settings.storage.output_dir, prompt_readers=readers, observer=observer
+            store,
+            backend,
+            models,
+            output_dir=settings.storage.output_dir,
+            prompt_readers=readers,
+            observer=observer,
+            servers={guild_id: ServerSettings.from_rows(found) for guild_id, found in rows.items()},
         )
 
     async def stop(self, *, grace: float | None = None) -> None:
@@ -243,6 +273,30 @@ class Engine:
         """Tile ``index`` (1-based, as numbered on the grid) of a job."""
         return await self._store.get_tile(job_id, index)
 
+    async def recipe(self, job_id: int) -> Recipe | None:
+        """The recipe of a finished job's images, as stored when it finished (None before, or for older jobs)."""
+        return _recipe(await self._store.get_recipe(job_id))
+
+    async def tile_recipe(self, job: Job, index: int) -> Recipe | None:
+        """The recipe of tile ``index`` (1-based) of ``job``: as stored when it finished, else (a job from before
+        recipes were kept) rebuilt from the job's request. None when the job has no such tile."""
+        stored = await self.recipe(job.id)
+        if stored is None:
+            preset = self.models.get(job.request.model)
+            family = preset.family.name if preset is not None else ""
+            stored = Recipe.of(job.request, family=family, scheduler="")
+        if not 1 <= index <= len(stored.tiles):
+            return None
+        return stored.tile(index)
+
+    async def recipe_of_message(self, message_id: int) -> tuple[int, Recipe] | None:
+        """``(job id, recipe)`` of the job whose images are on Discord message ``message_id``."""
+        found = await self._store.recipe_of_message(message_id)
+        if found is None:
+            return None
+        recipe = _recipe(found[1])
+        return None if recipe is None else (found[0], recipe)
+
     async def undelivered(self) -> list[Job]:
         """Jobs a previous run accepted but never posted, oldest first: run them again from their seeds."""
         return [job for job in await self._store.undelivered() if job.id not in self._handles]
@@ -267,6 +321,51 @@ class Engine:
     def _reader(self, model: str) -> PromptReader | None:
         preset = self.models.get(model)
         return None if preset is None else self._readers.get(preset.name)
+
+    # --- a server's settings (/settings) ---
+
+    def server(self, guild_id: int | None) -> ServerSettings:
+        """A server's defaults and channel policies (nothing set: the file's; direct messages: none)."""
+        return self._servers.get(guild_id, NO_SERVER_SETTINGS) if guild_id is not None else NO_SERVER_SETTINGS
+
+    async def set_server_default(self, guild_id: int, name: str, value: str | int | float | None, *, by: int) -> None:
+        """Set (None: remove) a member default of a server (``bot.rules.server.DEFAULTS``); applies at once."""
+        await self._set_server(guild_id, name, value, by=by)
+
+    async def set_channel_policy(self, guild_id: int, channel_id: int, policy: str | None, *, by: int) -> None:
+        """What happens to flagged tiles in one channel (None: as the file says); applies at once."""
+        await self._set_server(guild_id, f"{NSFW_PREFIX}{channel_id}", policy, by=by)
+
+    async def set_quota(self, guild_id: int, role_id: int, images: int | None, *, by: int) -> None:
+        """Images a day a member with this role may have drawn in this server (None: no allowance set)."""
+        await self._set_server(guild_id, f"{QUOTA_PREFIX}{role_id}", images, by=by)
+
+    async def quota(self, guild_id: int | None, user_id: int, role_ids: Iterable[int]) -> Quota:
+        """A member's allowance in a server today, what is left of it, and when it resets. Counted from
+        the store (so it survives restarts): waiting, running and finished jobs count; cancelled and
+        failed ones do not."""
+        now = time.time()
+        start = period_start(now)
+        allowance = self.server(guild_id).allowance(role_ids) if guild_id is not None else None
+        used = 0 if guild_id is None or allowance is None else await self._store.images_since(guild_id, user_id, start)
+        return Quota(allowance=allowance, used=used, resets_at=start + DAY)
+
+    # --- a member's own defaults (/preferences) ---
+
+    async def preferences(self, user_id: int) -> Defaults:
+        """A member's own defaults (nothing set: the server's, then the file's)."""
+        return Defaults.from_rows(await self._store.preferences(user_id))
+
+    async def set_preference(self, user_id: int, name: str, value: str | int | float | None) -> None:
+        """Set (None: remove) one of a member's defaults (``bot.rules.server.DEFAULTS``)."""
+        await self._store.set_preference(user_id, name, None if value is None else json.dumps(value))
+
+    async def _set_server(self, guild_id: int, name: str, value: object, *, by: int) -> None:
+        encoded = None if value is None else json.dumps(value)
+        await self._store.set_server_setting(guild_id, name, encoded, by=by)
+        rows = [(n, v) for g, n, v in await self._store.server_settings() if g == guild_id]
+        self._servers[guild_id] = ServerSettings.from_rows(rows)
+        log.info("server %d: %s set to %s by %d", guild_id, name, "(file default)" if value is None else value, by)
 
     # --- recording delivery ---
 
@@ -365,6 +464,9 @@ class Engine:
                 await self._store.mark_running(job.id)
             elif isinstance(event, Done):
                 await self._store.mark_finished(job.id, JobStatus.DONE, elapsed=event.result.elapsed)
+                recipe = read_text_chunks(event.result.grid_png, keys=frozenset({RECIPE_KEY})).get(RECIPE_KEY)
+                if recipe is not None:  # kept: Discord may serve copies of the image without its chunks
+                    await self._store.set_recipe(job.id, recipe)
             elif isinstance(event, Failed):
                 await self._store.mark_finished(job.id, JobStatus.FAILED, error=event.reason)
             elif isinstance(event, Cancelled):
@@ -397,6 +499,16 @@ class Engine:
             log.debug("saved job %d to %s", job.id, folder)
         except Exception:
             log.exception("could not save job %d to the output folder", job.id)
+
+
+def _recipe(text: str | None) -> Recipe | None:
+    if text is None:
+        return None
+    try:
+        return Recipe.from_json(text)
+    except RecipeError:
+        log.warning("a stored recipe could not be read", exc_info=True)
+        return None
 
 
 def _prompt_readers(models: Catalogue) -> dict[str, PromptReader | None]:

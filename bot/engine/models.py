@@ -15,8 +15,8 @@ what a model ignores; the devices read its load settings.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from bot.config import ConfigError, ModelEntry, ModelSettings, Settings, Size
 from bot.diffusion.families import GENERIC, Family, read_family
@@ -100,6 +100,15 @@ class Catalogue:
         """The model called ``name`` (``""``: the default), or None when no such model is configured."""
         return self.default if not name else self._presets.get(name)
 
+    def only(self, names: Iterable[str]) -> Catalogue:
+        """The models called ``names``, in this catalogue's order (so its default first when kept): what a
+        worker started with ``--models`` serves. ``KeyError`` naming the first unknown name."""
+        wanted = list(names)
+        for name in wanted:
+            if name not in self._presets:
+                raise KeyError(name)
+        return Catalogue(tuple(preset for preset in self if preset.name in wanted))
+
     @property
     def size_names(self) -> list[Size]:
         """One size per name across all models, in first-seen order (the /imagine choices)."""
@@ -158,8 +167,3 @@ def _preset(settings: Settings, entry: ModelEntry, load: ModelSettings, family: 
         negative=entry.negative if entry.negative is not None else gen.default_negative,
         sizes=sizes,
     )
-
-
-def with_family(catalogue: Catalogue, model: str, family: Family) -> Catalogue:
-    """``catalogue`` with ``model``'s family corrected (what a loaded pipeline says wins over its index)."""
-    return Catalogue(tuple(replace(p, family=family) if p.name == model else p for p in catalogue))

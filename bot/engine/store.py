@@ -15,11 +15,11 @@ from typing import Any, Self
 
 import aiosqlite
 
-from bot.jobs import Job, JobKind, JobRequest, JobStatus, Tile
+from bot.jobs import GRID_TILES, Job, JobKind, JobRequest, JobStatus, Tile
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -51,9 +51,27 @@ CREATE TABLE IF NOT EXISTS jobs (
     reply_token TEXT,                     -- how the front end reaches the job's message (cleared once posted)
     reply_token_at REAL,
     model       TEXT    NOT NULL DEFAULT '',  -- the configured model's name ('' = the default of the time)
-    model_id    TEXT    NOT NULL DEFAULT ''   -- its Hub id or folder when the job was made
+    model_id    TEXT    NOT NULL DEFAULT '',  -- its Hub id or folder when the job was made
+    strength    REAL    NOT NULL DEFAULT 0,   -- image-to-image strength (jobs drawn from a source tile)
+    source      TEXT    NOT NULL DEFAULT ''   -- that source tile's recipe (JSON), '' for none
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE TABLE IF NOT EXISTS server_settings (   -- /settings: a server's defaults and policies
+    guild_id   INTEGER NOT NULL,
+    name       TEXT    NOT NULL,                -- steps, model, …, nsfw:<channel id>
+    value      TEXT    NOT NULL,                -- JSON
+    changed_by INTEGER NOT NULL,
+    changed_at REAL    NOT NULL,
+    PRIMARY KEY (guild_id, name)
+);
+CREATE TABLE IF NOT EXISTS member_preferences (  -- /preferences: a member's own defaults
+    user_id    INTEGER NOT NULL,
+    name       TEXT    NOT NULL,                -- steps, model, …
+    value      TEXT    NOT NULL,                -- JSON
+    changed_at REAL    NOT NULL,
+    PRIMARY KEY (user_id, name)
+);
+CREATE INDEX IF NOT EXISTS jobs_member ON jobs(user_id, created_at);
 CREATE TABLE IF NOT EXISTS tiles (
     job_id  INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     idx     INTEGER NOT NULL,                -- 1-based, as on the buttons
@@ -61,11 +79,16 @@ CREATE TABLE IF NOT EXISTS tiles (
     seed    INTEGER NOT NULL,
     PRIMARY KEY (job_id, idx)
 );
+CREATE TABLE IF NOT EXISTS recipes (         -- what made a job's images (bot.imaging.recipe), since Discord
+    job_id  INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,  -- may serve copies without chunks
+    recipe  TEXT    NOT NULL                 -- the PNG's seedgrid chunk (JSON)
+);
 """
 
 _REQUEST_COLUMNS = (
     "kind", "prompt", "negative", "seed", "steps", "guidance", "width", "height", "suffixes",
-    "user_id", "guild_id", "channel_id", "parent_job", "parent_tile", "policy", "model", "model_id",
+    "user_id", "guild_id", "channel_id", "parent_job", "parent_tile", "policy", "model", "model_id", "strength",
+    "source",
 )  # fmt: skip
 """The columns that hold a :class:`JobRequest`, named as its fields."""
 _STATE_COLUMNS = (
@@ -128,6 +151,9 @@ class Store:
         if 0 < version < 5:  # and the model that draws it (jobs made before: the default model)
             for column in ("model TEXT NOT NULL DEFAULT ''", "model_id TEXT NOT NULL DEFAULT ''"):
                 await db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+        if 0 < version < 6:  # and jobs drawn from a source tile (the recipes table is made above, as in new files)
+            for column in ("strength REAL NOT NULL DEFAULT 0", "source TEXT NOT NULL DEFAULT ''"):
+                await db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
         await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         await db.commit()
         log.debug("store opened at %s", path)
@@ -186,6 +212,31 @@ class Store:
             row = await cursor.fetchone()
         return None if row is None else Tile(prompt=row[0], seed=row[1])
 
+    async def set_recipe(self, job_id: int, recipe: str) -> None:
+        """Keep the recipe of a job's images (the ``seedgrid`` chunk's JSON)."""
+        async with self._write:
+            await self._db.execute(
+                "INSERT INTO recipes (job_id, recipe) VALUES (?, ?)"
+                " ON CONFLICT(job_id) DO UPDATE SET recipe = excluded.recipe",
+                (job_id, recipe),
+            )
+            await self._db.commit()
+
+    async def get_recipe(self, job_id: int) -> str | None:
+        async with self._db.execute("SELECT recipe FROM recipes WHERE job_id = ?", (job_id,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else str(row[0])
+
+    async def recipe_of_message(self, message_id: int) -> tuple[int, str] | None:
+        """``(job id, recipe)`` of the job whose outcome is on message ``message_id``."""
+        async with self._db.execute(
+            "SELECT jobs.id, recipes.recipe FROM jobs JOIN recipes ON recipes.job_id = jobs.id"
+            " WHERE jobs.message_id = ? ORDER BY jobs.id DESC LIMIT 1",
+            (message_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
     async def finished_since(self, since: float) -> list[float]:
         """Run times (seconds) of the jobs finished successfully since ``since`` (a ``time.time()``)."""
         async with self._db.execute(
@@ -242,6 +293,59 @@ class Store:
         ) as cursor:
             rows = await cursor.fetchall()
         return [_job_from_row(r) for r in rows]
+
+    async def server_settings(self) -> list[tuple[int, str, str]]:
+        """Every server's settings as ``(guild id, name, JSON value)`` (a few rows per server)."""
+        async with self._db.execute("SELECT guild_id, name, value FROM server_settings") as cursor:
+            rows = await cursor.fetchall()
+        return [(int(guild), str(name), str(value)) for guild, name, value in rows]
+
+    async def set_server_setting(self, guild_id: int, name: str, value: str | None, *, by: int) -> None:
+        """Set (or with None, remove) one of a server's settings, recording who changed it."""
+        async with self._write:
+            if value is None:
+                await self._db.execute("DELETE FROM server_settings WHERE guild_id = ? AND name = ?", (guild_id, name))
+            else:
+                await self._db.execute(
+                    "INSERT INTO server_settings (guild_id, name, value, changed_by, changed_at) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (guild_id, name) DO UPDATE SET value = excluded.value,"
+                    " changed_by = excluded.changed_by, changed_at = excluded.changed_at",
+                    (guild_id, name, value, by, time.time()),
+                )
+            await self._db.commit()
+
+    async def preferences(self, user_id: int) -> list[tuple[str, str]]:
+        """A member's preferences as ``(name, JSON value)`` rows."""
+        async with self._db.execute(
+            "SELECT name, value FROM member_preferences WHERE user_id = ?", (user_id,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(str(name), str(value)) for name, value in rows]
+
+    async def set_preference(self, user_id: int, name: str, value: str | None) -> None:
+        """Set (or with None, remove) one of a member's preferences."""
+        async with self._write:
+            if value is None:
+                await self._db.execute("DELETE FROM member_preferences WHERE user_id = ? AND name = ?", (user_id, name))
+            else:
+                await self._db.execute(
+                    "INSERT INTO member_preferences (user_id, name, value, changed_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value,"
+                    " changed_at = excluded.changed_at",
+                    (user_id, name, value, time.time()),
+                )
+            await self._db.commit()
+
+    async def images_since(self, guild_id: int, user_id: int, since: float) -> int:
+        """Images a member's jobs in a server asked for since ``since`` (a ``time.time()``): waiting, running
+        or done — a cancelled job, or one that failed (through no fault of the member), does not count."""
+        async with self._db.execute(
+            "SELECT kind, suffixes FROM jobs WHERE guild_id = ? AND user_id = ? AND created_at >= ?"
+            " AND status IN ('queued', 'running', 'done')",
+            (guild_id, user_id, since),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return sum(len(json.loads(suffixes)) if kind == JobKind.REFINE.value else GRID_TILES for kind, suffixes in rows)
 
     async def _update(self, job_id: int, **values: object) -> None:
         assignments = ", ".join(f"{column} = ?" for column in values)

@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 from bot.config import POLICIES
 from bot.imaging.grid import compose_grid, encode_png
+from bot.imaging.recipe import read_text_chunks
 from bot.jobs import JobResult
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ def apply_policy(result: JobResult, policy: str) -> Publication:
     for number in flagged:
         tiles[number - 1] = placeholder(tiles[number - 1])
     logger.info("job %d: tile(s) %s hidden by the blur policy", result.job_id, list(flagged))
-    return Publication(encode_png(compose_grid(tiles)), "png", spoiler=False, flagged=flagged)
+    recipe = read_text_chunks(result.grid_png)  # the recomposed grid keeps the drawn grid's recipe
+    return Publication(encode_png(compose_grid(tiles), metadata=recipe), "png", spoiler=False, flagged=flagged)
 
 
 def blurred(tile: Image.Image) -> Image.Image:

@@ -31,7 +31,7 @@ MIN_ROWS_PER_THREAD = 64
 
 
 def encode_rgb(image: Image.Image, *, metadata: Mapping[str, str] | None = None, threads: int = 2) -> bytes:
-    """``image`` (mode RGB) as PNG bytes, with ``metadata`` as tEXt chunks (Latin-1, as PNG requires)."""
+    """``image`` (mode RGB) as PNG bytes, with ``metadata`` as text chunks (:func:`text_chunk`)."""
     if image.mode != "RGB":
         raise ValueError(f"encode_rgb takes RGB images, got {image.mode}")
     pixels = np.asarray(image)
@@ -48,9 +48,20 @@ def encode_rgb(image: Image.Image, *, metadata: Mapping[str, str] | None = None,
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, adaptive, no interlace
     chunks = [_chunk(b"IHDR", header)]
     for key, value in (metadata or {}).items():
-        chunks.append(_chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1", "replace")))
+        chunks.append(_chunk(*text_chunk(key, value)))
     chunks += [_chunk(b"IDAT", stream), _chunk(b"IEND", b"")]
     return SIGNATURE + b"".join(chunks)
+
+
+def text_chunk(key: str, value: str) -> tuple[bytes, bytes]:
+    """``(chunk type, data)`` for one text entry: tEXt when the value is Latin-1, else uncompressed iTXt (UTF-8)."""
+    name = key.encode("latin-1")
+    if not 1 <= len(name) <= 79:
+        raise ValueError(f"a PNG text keyword has 1 to 79 Latin-1 characters, got {key!r}")
+    try:
+        return b"tEXt", name + b"\0" + value.encode("latin-1")
+    except UnicodeEncodeError:
+        return b"iTXt", name + b"\0\0\0\0\0" + value.encode("utf-8")
 
 
 def _filtered(pixels: np.ndarray) -> np.ndarray:

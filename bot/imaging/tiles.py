@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from PIL import Image
 
@@ -19,12 +19,22 @@ from bot.imaging.grid import encode_png
 class Tiles:
     """A result's tiles, as images and (lazily, once, thread-safely) as PNG bytes. Blocking: call off the loop."""
 
-    __slots__ = ("_images", "_lock", "_pngs")
+    __slots__ = ("_images", "_lock", "_metadata", "_pngs")
 
-    def __init__(self, images: Sequence[Image.Image] = (), *, pngs: Sequence[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        images: Sequence[Image.Image] = (),
+        *,
+        pngs: Sequence[bytes] | None = None,
+        metadata: Sequence[Mapping[str, str]] | None = None,
+    ) -> None:
+        """``metadata[i]``: the text chunks of tile *i*'s PNG (its recipe, :mod:`bot.imaging.recipe`)."""
         if images and pngs is not None and len(images) != len(pngs):
             raise ValueError(f"{len(images)} images but {len(pngs)} PNGs")
+        if metadata is not None and len(metadata) != len(images):
+            raise ValueError(f"{len(images)} images but {len(metadata)} metadata entries")
         self._images = tuple(images) or None
+        self._metadata = tuple(metadata) if metadata is not None else None
         self._pngs = tuple(pngs) if pngs is not None else None
         if self._images is None and self._pngs is None:
             self._pngs = ()
@@ -45,7 +55,8 @@ class Tiles:
         with self._lock:
             if self._pngs is None:
                 assert self._images is not None
-                self._pngs = tuple(encode_png(image) for image in self._images)
+                chunks = self._metadata or (None,) * len(self._images)
+                self._pngs = tuple(encode_png(im, metadata=m) for im, m in zip(self._images, chunks, strict=True))
             return self._pngs
 
     def images(self) -> list[Image.Image]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -42,13 +43,17 @@ async def connect(settings: RedisSettings, *, url: str | None = None) -> aioredi
     return client
 
 
-async def ensure_group(client: aioredis.Redis, keys: Keys) -> None:
-    """Create the job stream and its consumer group unless they exist."""
-    try:
-        await client.xgroup_create(keys.jobs, keys.group, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+async def ensure_group(client: aioredis.Redis, keys: Keys, models: Iterable[str]) -> None:
+    """Create the job stream of each of ``models`` (names) and its consumer group unless they exist.
+
+    The group starts at ``0``: jobs added before it existed (Redis lost its data and the bot wrote
+    again first) are still delivered."""
+    for model in models:
+        try:
+            await client.xgroup_create(keys.jobs_for(model), keys.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
 
 def _reason(exc: BaseException) -> str:

@@ -5,14 +5,28 @@ exactly as :class:`bot.engine.local.LocalBackend` does (they are :class:`Backend
 to Redis only when a worker is free (fewer jobs in flight than live workers), so the order
 members see is the order jobs run. Redis does the rest with its own machinery:
 
-* ``<prefix>:jobs`` — a stream with the consumer group ``workers``: delivery to one worker,
-  acknowledgement, the pending list of jobs taken but not finished, and claiming them back when
-  a worker stops sending heartbeats (see :mod:`bot.remote.worker`).
-* ``<prefix>:bot:job:<id>:events`` — each job's own stream of events (started, progress, previews,
+* ``<prefix>:jobs:<model>`` — one stream per configured model, each with the consumer group
+  ``workers``: delivery to one worker that serves that model, acknowledgement, the pending list of
+  jobs taken but not finished, and claiming them back when a worker stops sending heartbeats (see
+  :mod:`bot.remote.worker`).
+* ``<prefix>:bot:job:<id>:events`` — each job's own stream of events (started, loading, progress, previews,
   done | failed | cancelled), followed here and turned back into the same events the
   in-process executor emits; ``<prefix>:bot:job:<id>:result`` holds the images. Both expire.
 * ``<prefix>:bot:inflight`` — the jobs this bot has handed out and not yet seen finish, so that a
   restarted bot picks them up again instead of running them twice.
+
+**Models.** Each worker serves a set of the configured models (all of them, or those of
+``seedgrid worker --models``) and says which in its heartbeat. A job goes to the stream of its
+model (``""``, the default model, is resolved to its name here, and the job on the wire names it).
+The promise above is kept as it was: jobs leave the fair queue in its order, one more whenever
+fewer are in flight than there are live workers, and a job whose model no live worker serves fails
+at once (``failed.no_worker_for_model``) instead of waiting for a worker that may never come.
+
+The trade-off: that count is over all live workers, not per model. A job for a model whose workers
+are all busy is still handed out, and waits in its stream, counted as in flight; meanwhile the next
+job in the queue stays here even when a worker for *its* model is free, and that worker idles until
+a busy one takes the waiting job. (Sending the later job ahead would break the fair queue's order,
+which is the promise kept.) A worker that has not described itself is taken to serve any model.
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ from redis.exceptions import RedisError
 from bot.config import ExecutorSettings, RedisSettings
 from bot.engine.backend import Backend, ModelInfo, WorkerInfo
 from bot.engine.events import Done, Failed, Interrupted, JobHandle
+from bot.engine.models import Catalogue
 from bot.jobs import Job
 from bot.logs import JOB
 from bot.remote.connection import connect, ensure_group
@@ -55,6 +70,7 @@ class RedisBackend(Backend):
     def __init__(
         self,
         redis_settings: RedisSettings,
+        models: Catalogue,
         settings: ExecutorSettings | None = None,
         *,
         want_tiles: bool = False,
@@ -63,6 +79,8 @@ class RedisBackend(Backend):
     ) -> None:
         super().__init__(settings)
         self.redis_settings = redis_settings
+        self.models = models
+        """The configured models: whose streams exist, and which is the default (a job's ``""``)."""
         self.keys = Keys(redis_settings.prefix)
         self.want_tiles = want_tiles
         self.scope = scope
@@ -77,16 +95,18 @@ class RedisBackend(Backend):
         self._stop_following = asyncio.Event()
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, want_tiles: bool, scope: str = "bot") -> RedisBackend:
+    def from_settings(
+        cls, settings: Settings, models: Catalogue, *, want_tiles: bool, scope: str = "bot"
+    ) -> RedisBackend:
         """The bot's side of ``[redis]``: it loads no model (the engine reads the tokenizers it needs)."""
-        return cls(settings.redis, settings.executor, want_tiles=want_tiles, scope=scope)
+        return cls(settings.redis, models, settings.executor, want_tiles=want_tiles, scope=scope)
 
     # --- life cycle ---
 
     async def start(self) -> None:
-        """Connect, make sure the stream and its group exist, and start handing out jobs."""
+        """Connect, make sure every model's stream and its group exist, and start handing out jobs."""
         self._client = await connect(self.redis_settings, url=self._url)
-        await ensure_group(self._client, self.keys)
+        await ensure_group(self._client, self.keys, self.models.names)
         self._adopt = set()
         for raw in await self._client.hkeys(self.keys.inflight_of(self.scope)):
             job_id = int(raw)
@@ -133,11 +153,23 @@ class RedisBackend(Backend):
 
     @property
     def info(self) -> ModelInfo | None:
-        """The first live worker's model; ``safety_checker`` if *any* worker runs one (its tiles may be flagged)."""
+        """The first live worker's model; ``safety_checker`` if *any* worker runs one (its tiles may be flagged);
+        ``models`` and ``loaded``: those of all the live workers together."""
         if not self._workers:
             return None
         checker = any(w.model.safety_checker for w in self._workers)
-        return dataclasses.replace(self._workers[0].model, safety_checker=checker)
+        models = tuple(dict.fromkeys(m for w in self._workers for m in w.model.models))
+        loaded = tuple(dict.fromkeys(m for w in self._workers for m in w.model.loaded))
+        return dataclasses.replace(self._workers[0].model, safety_checker=checker, models=models, loaded=loaded)
+
+    def model_of(self, job: Job) -> str:
+        """The name of the model that draws ``job`` (``""`` is the default model); its stream is named after it."""
+        preset = self.models.get(job.request.model)
+        return preset.name if preset is not None else job.request.model
+
+    def serves(self, model: str) -> bool:
+        """Whether a live worker may run jobs of ``model``: one says it serves it, or one has not said what."""
+        return any(model in w.model.models or not w.model.models for w in self._workers)
 
     def submit(self, job: Job) -> JobHandle:
         if job.id in self._adopt and not self._closing:  # already on a worker: follow it, don't run it twice
@@ -168,7 +200,7 @@ class RedisBackend(Backend):
                     await self.refresh_workers()
                     next_refresh = time.monotonic() + self.redis_settings.heartbeat
                 while len(self._followed) < len(self._workers) and (handle := self._pop_ready()) is not None:
-                    await self._hand_out(handle)
+                    await self._route(handle)
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:
@@ -182,24 +214,55 @@ class RedisBackend(Backend):
                 async with asyncio.timeout(max(0.01, next_refresh - time.monotonic())):
                     await self._wake.wait()
 
-    async def _hand_out(self, handle: JobHandle) -> None:
-        """Put one job on the stream (with its 'dispatched' event first, and the in-flight mark)."""
+    async def _route(self, handle: JobHandle) -> None:
+        """Hand a popped job to the workers of its model, or fail it when no live worker serves that model."""
+        model = self.model_of(handle.job)
+        if not self.serves(model):
+            try:
+                await self.refresh_workers()  # one that has just started may serve it
+            except BaseException:
+                self._turn_over(handle)
+                self._push(handle)  # not handed out: back in the queue (the loop retries)
+                raise
+        if self.serves(model):
+            await self._hand_out(handle, model)
+        elif not self._workers:  # the last one has gone meanwhile: wait for one, as every job does
+            self._turn_over(handle)
+            self._push(handle)
+        else:
+            self._no_worker_for(handle, model)
+
+    async def _hand_out(self, handle: JobHandle, model: str) -> None:
+        """Put one job on its model's stream (with its 'dispatched' event first, and the in-flight mark)."""
         client = self._require_client()
         job = handle.job
         events = self.keys.events(job.id, self.scope)
+        # the worker runs the model of the stream, named: its own default model may be another one
+        sent = (
+            job
+            if job.request.model == model
+            else dataclasses.replace(job, request=dataclasses.replace(job.request, model=model))
+        )
         try:
             async with client.pipeline(transaction=True) as pipe:
                 pipe.xadd(events, {b"type": b"dispatched"})
                 pipe.expire(events, int(self.redis_settings.result_ttl))
                 pipe.hset(self.keys.inflight_of(self.scope), str(job.id), str(time.time()))
-                pipe.xadd(self.keys.jobs, encode_job(WireJob(job, self.want_tiles, self.scope)))  # type: ignore[arg-type]
+                pipe.xadd(self.keys.jobs_for(model), encode_job(WireJob(sent, self.want_tiles, self.scope)))  # type: ignore[arg-type]
                 await pipe.execute()
         except BaseException:
             self._turn_over(handle)
             self._push(handle)  # not handed out: back in the queue (the loop retries)
             raise
-        log.info("job %d handed to the workers", job.id)
+        log.info("job %d handed to the workers of %s", job.id, model)
         self._follow(handle, popped=True)
+
+    def _no_worker_for(self, handle: JobHandle, model: str) -> None:
+        """End a popped job whose model no live worker serves (rather than let it wait for one that may never come)."""
+        served = ", ".join(self.info.models) if self.info is not None else ""
+        log.warning("job %d: no live worker serves the model %s (they serve: %s)", handle.job.id, model, served or "?")
+        handle.emit(Failed(str(Text("failed.no_worker_for_model", model=model))))
+        self._turn_over(handle)
 
     def _follow(self, handle: JobHandle, *, popped: bool = False) -> None:
         """Follow a job on the workers; ``popped``: it came from this queue (its end is a finished turn)."""
@@ -334,7 +397,8 @@ def _worker_info(name: str, raw: bytes | None) -> WorkerInfo:
         described = data.get("pipeline")
         if described is None:
             return WorkerInfo(name, job=data.get("job"))
-        model = ModelInfo(**{**described, "speed": tuple(described.get("speed", ()))})
+        tuples = {key: tuple(described.get(key, ())) for key in ("speed", "models", "loaded")}  # JSON gives lists
+        model = ModelInfo(**{**described, **tuples})
         return WorkerInfo(name, model, data.get("job"))
     except (ValueError, TypeError):
         return WorkerInfo(name)

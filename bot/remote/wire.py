@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bot.engine.events import Cancelled, Done, Event, Failed, Preview, Progress, Started
+from bot.engine.events import Cancelled, Done, Event, Failed, Loading, Preview, Progress, Started
 from bot.imaging.tiles import Tiles
 from bot.jobs import Job, JobKind, JobRequest, JobResult, Tile
 
@@ -32,10 +32,12 @@ class Keys:
 
     prefix: str
 
-    @property
-    def jobs(self) -> str:
-        """The stream of jobs waiting for a worker (consumer group :attr:`group`)."""
-        return f"{self.prefix}:jobs"
+    def jobs_for(self, model: str) -> str:
+        """The stream of jobs for the configured model ``model`` (its name, never ``""``), waiting for a
+        worker that serves it (consumer group :attr:`group`, one per stream)."""
+        if not model:
+            raise ValueError("a job stream is named after a model: resolve the default model's name first")
+        return f"{self.prefix}:jobs:{model}"
 
     @property
     def group(self) -> str:
@@ -58,7 +60,7 @@ class Keys:
     # command-line run, whose job ids come from a store of its own and would otherwise collide.
 
     def events(self, job_id: int, scope: str = "bot") -> str:
-        """A job's event stream: dispatched, started, progress, preview, then done | failed | cancelled."""
+        """A job's event stream: dispatched, started, loading, progress, preview, then done | failed | cancelled."""
         return f"{self.prefix}:{scope}:job:{job_id}:events"
 
     def result(self, job_id: int, scope: str = "bot") -> str:
@@ -144,6 +146,8 @@ def encode_event(event: Event, *, worker: str) -> dict[bytes, bytes | str | int 
     fields: dict[bytes, bytes | str | int | float] = {b"worker": worker}
     if isinstance(event, Started):
         fields[b"type"] = "started"
+    elif isinstance(event, Loading):
+        fields.update({b"type": "loading", b"model": event.model})
     elif isinstance(event, Progress):
         fields.update({b"type": "progress", b"step": event.step, b"total": event.total, b"elapsed": event.elapsed})
     elif isinstance(event, Preview):
@@ -163,12 +167,14 @@ def event_type(fields: dict[bytes, bytes]) -> str:
     return fields.get(b"type", b"").decode()
 
 
-def decode_event(fields: dict[bytes, bytes]) -> Started | Progress | Preview | Failed | Cancelled | None:
+def decode_event(fields: dict[bytes, bytes]) -> Started | Loading | Progress | Preview | Failed | Cancelled | None:
     """The event of a stream entry; None for ``dispatched`` and ``done`` (the caller reads the result)."""
     kind = event_type(fields)
     try:
         if kind == "started":
             return Started()
+        if kind == "loading":
+            return Loading(fields[b"model"].decode())
         if kind == "progress":
             return Progress(int(fields[b"step"]), int(fields[b"total"]), float(fields[b"elapsed"]))
         if kind == "preview":

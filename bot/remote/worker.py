@@ -1,16 +1,18 @@
 """The Redis backend, worker side: ``python -m bot worker`` — one per GPU, anywhere that reaches Redis.
 
-A thin loop around the in-process :class:`bot.engine.local.LocalBackend` (one device, the model loaded
-once and kept warm): take a job from the ``<prefix>:jobs`` stream with ``XREADGROUP``, run it,
-write its events and result, ``XACK`` it. Redis's consumer group does the bookkeeping:
+A thin loop around the in-process :class:`bot.engine.local.LocalBackend` (one device, its models loaded
+on demand and kept warm): take a job from the streams of the models it serves (``<prefix>:jobs:<model>``,
+every configured model unless ``--models`` names some) with one ``XREADGROUP`` over all of them, run it,
+write its events and result, ``XACK`` it on the stream it came from. Its heartbeat says which models it
+serves, so that the bot fails a job no live worker can run. Redis's consumer groups do the bookkeeping:
 
 * **Heartbeats.** Every ``claim_idle / 5`` s the worker refreshes its entry in
   ``<prefix>:workers`` and resets the idle time of the job it holds (``XCLAIM … JUSTID``), so a
   slow but healthy job is never taken away.
-* **Claiming.** When idle, a worker looks at the group's pending list for jobs idle longer than
-  ``claim_idle`` (their worker died: kill -9, machine lost) and claims one with ``XCLAIM``, which
-  is atomic: one worker wins. It re-runs the job from its stored seeds, so the images are the
-  same; the bot posts whichever result comes first, once.
+* **Claiming.** When idle, a worker looks at the pending list of each of its streams for jobs idle
+  longer than ``claim_idle`` (their worker died: kill -9, machine lost) and claims one with
+  ``XCLAIM``, which is atomic: one worker wins. It re-runs the job from its stored seeds, so the
+  images are the same; the bot posts whichever result comes first, once.
 * **Dead letters.** A job already delivered ``max_deliveries`` times goes to ``<prefix>:dead``
   instead, and the member is told it failed.
 * **Nothing accumulates.** Finished entries are deleted from the stream, event streams and
@@ -27,6 +29,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,8 +61,10 @@ CANCEL_POLL = 0.25
 
 @dataclass(frozen=True, slots=True)
 class StreamEntry:
-    """One entry of the jobs stream that this worker holds (read or claimed)."""
+    """One entry of a job stream that this worker holds (read or claimed)."""
 
+    stream: str
+    """The stream it came from (``<prefix>:jobs:<model>``): where it is acknowledged, released, touched."""
     entry_id: bytes
     fields: dict[bytes, bytes]
     deliveries: int
@@ -70,7 +75,10 @@ def default_name(device: str) -> str:
 
 
 class Worker:
-    """Runs jobs from Redis on one :class:`LocalBackend` until :meth:`stop` is called."""
+    """Runs jobs from Redis on one :class:`LocalBackend` until :meth:`stop` is called.
+
+    It serves the models its (started) backend serves (:attr:`ModelInfo.models`), reading their streams.
+    """
 
     def __init__(
         self,
@@ -92,6 +100,13 @@ class Worker:
         self._holding: StreamEntry | None = None
         self.jobs_done = 0
         self._next_tidy = 0.0
+        self._streams: dict[str, str] = {}  # stream → the model whose jobs it holds; set by run()
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models whose jobs this worker takes: those its backend serves (known once it has started)."""
+        info = self.backend.info
+        return info.models if info is not None else ()
 
     def stop(self) -> None:
         """Take no new job (what SIGTERM does); :meth:`leave` then deals with the running one."""
@@ -107,7 +122,11 @@ class Worker:
         await self.backend.close(grace=grace)
 
     async def run(self) -> None:
-        await ensure_group(self.client, self.keys)
+        models = self.models
+        if not models:
+            raise RuntimeError("the worker's backend serves no model: start it before the worker")
+        self._streams = {self.keys.jobs_for(model): model for model in models}
+        await ensure_group(self.client, self.keys, models)
         await self._register()
         heartbeat = asyncio.create_task(self._heartbeats(), name="seedgrid-heartbeat")
         try:
@@ -122,7 +141,7 @@ class Worker:
                     await asyncio.sleep(1.0)
                     if "NOGROUP" in str(exc):  # Redis lost its data (restarted without appendonly): start over
                         with contextlib.suppress(RedisError):
-                            await ensure_group(self.client, self.keys)
+                            await ensure_group(self.client, self.keys, models)
         finally:
             # a flag, not Task.cancel(): a cancellation that lands inside a redis-py call can be swallowed
             self._quit.set()
@@ -135,39 +154,73 @@ class Worker:
     # --- taking jobs ---
 
     async def _read_one(self) -> StreamEntry | None:
+        """The next new job of any of this worker's models (one ``XREADGROUP`` waits on all their streams)."""
         block = max(100, int(min(1.0, self.settings.heartbeat) * 1000))
         reply: Any = await self.client.xreadgroup(
-            self.keys.group, self.name, {self.keys.jobs: ">"}, count=1, block=block
+            self.keys.group, self.name, dict.fromkeys(self._streams, ">"), count=1, block=block
         )
-        if not reply or not reply[0][1]:
+        # COUNT is per stream: several streams can each give one job. Keep the oldest (the bot handed
+        # them out in its queue's order) and put the others back for the next free worker.
+        entries = sorted(
+            (
+                StreamEntry(_text(stream), entry_id, fields, 1)
+                for stream, items in reply or ()
+                for entry_id, fields in items
+            ),
+            key=lambda entry: _order(entry.entry_id),
+        )
+        if not entries:
             return None
-        entry_id, fields = reply[0][1][0]
-        return StreamEntry(entry_id, fields, 1)
+        for extra in entries[1:]:
+            try:
+                await self._put_back(extra)
+            except RedisError as exc:  # it stays ours, unstarted: claimed back once claim_idle has passed
+                log.warning("job %s: could not put it back (%s)", _label(extra.fields), exc)
+        return entries[0]
+
+    async def _put_back(self, entry: StreamEntry) -> None:
+        """Return a job read but not started to its stream as a new entry: the next worker of its model
+        that reads takes it at once, with no delivery counted (claiming it back would wait ``claim_idle``)."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.xack(entry.stream, self.keys.group, entry.entry_id)
+            pipe.xdel(entry.stream, entry.entry_id)
+            pipe.xadd(entry.stream, entry.fields)  # type: ignore[arg-type]
+            await pipe.execute()
+        log.info(
+            "job %s read along with another one: back in %s for the next worker", _label(entry.fields), entry.stream
+        )
 
     async def _claim_one(self) -> StreamEntry | None:
         """A job whose worker stopped sending heartbeats, claimed for this one (or dead-lettered)."""
-        idle_ms = int(self.settings.claim_idle * 1000)
         if time.monotonic() >= self._next_tidy:
             await self._tidy_consumers()
+        for stream in self._streams:
+            claimed = await self._claim_from(stream)
+            if claimed is not None:
+                return claimed
+        return None
+
+    async def _claim_from(self, stream: str) -> StreamEntry | None:
+        idle_ms = int(self.settings.claim_idle * 1000)
         pending: Any = await self.client.xpending_range(
-            self.keys.jobs, self.keys.group, min="-", max="+", count=10, idle=idle_ms
+            stream, self.keys.group, min="-", max="+", count=10, idle=idle_ms
         )
         for entry in pending:
             entry_id, owner, delivered = entry["message_id"], entry["consumer"], int(entry["times_delivered"])
             claimed: Any = await self.client.xclaim(
-                self.keys.jobs, self.keys.group, self.name, min_idle_time=idle_ms, message_ids=[entry_id]
+                stream, self.keys.group, self.name, min_idle_time=idle_ms, message_ids=[entry_id]
             )
             if not claimed:
                 continue  # another worker was quicker
             _, fields = claimed[0]
             if not fields:  # deleted from the stream meanwhile: nothing left to do
-                await self.client.xack(self.keys.jobs, self.keys.group, entry_id)
+                await self.client.xack(stream, self.keys.group, entry_id)
                 continue
             if delivered >= self.settings.max_deliveries:
                 if self.observer is not None:
                     self.observer.dead_lettered("deliveries")
                 await self._dead_letter(
-                    StreamEntry(entry_id, fields, delivered),
+                    StreamEntry(stream, entry_id, fields, delivered),
                     f"delivered {delivered} times, and every worker stopped before finishing it",
                     for_member=str(Text("failed.dead_letter", count=delivered)),
                 )
@@ -181,19 +234,20 @@ class Worker:
             )
             if self.observer is not None:
                 self.observer.job_claimed()
-            return StreamEntry(entry_id, fields, delivered + 1)
+            return StreamEntry(stream, entry_id, fields, delivered + 1)
         return None
 
     async def _tidy_consumers(self) -> None:
         """Forget consumers of dead workers (killed, so they never said goodbye) once they hold nothing."""
         self._next_tidy = time.monotonic() + TIDY_EVERY
         gone_ms = int(self.settings.claim_idle * 1000) * 3  # (a live worker reads every second: never this idle)
-        consumers: Any = await self.client.xinfo_consumers(self.keys.jobs, self.keys.group)
-        for consumer in consumers:
-            name = _text(consumer["name"])
-            if name != self.name and int(consumer["pending"]) == 0 and int(consumer["idle"]) > gone_ms:
-                await self.client.xgroup_delconsumer(self.keys.jobs, self.keys.group, name)
-                log.info("forgot the consumer of a departed worker: %s", name)
+        for stream in self._streams:
+            consumers: Any = await self.client.xinfo_consumers(stream, self.keys.group)
+            for consumer in consumers:
+                name = _text(consumer["name"])
+                if name != self.name and int(consumer["pending"]) == 0 and int(consumer["idle"]) > gone_ms:
+                    await self.client.xgroup_delconsumer(stream, self.keys.group, name)
+                    log.info("forgot the consumer of a departed worker: %s (%s)", name, stream)
 
     # --- running one ---
 
@@ -206,6 +260,9 @@ class Worker:
             await self._dead_letter(entry, str(exc), for_member=str(Text("failed.unreadable_job")))
             return
         job, scope = wire.job, wire.scope
+        model = self._streams.get(entry.stream, job.request.model)
+        if job.request.model != model:  # the stream names the model ("" would be this worker's own default)
+            job = dataclasses.replace(job, request=dataclasses.replace(job.request, model=model))
         if await self.client.exists(self.keys.cancel(job.id, scope)):
             await self._publish(job.id, scope, encode_event(Cancelled(), worker=self.name))
             await self._finish(entry)
@@ -265,15 +322,15 @@ class Worker:
     async def _finish(self, entry: StreamEntry) -> None:
         """Acknowledge and delete the entry: the job is over (its outcome is in its event stream)."""
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.xack(self.keys.jobs, self.keys.group, entry.entry_id)
-            pipe.xdel(self.keys.jobs, entry.entry_id)
+            pipe.xack(entry.stream, self.keys.group, entry.entry_id)
+            pipe.xdel(entry.stream, entry.entry_id)
             await pipe.execute()
 
     async def _release(self, entry: StreamEntry) -> None:
         """Hand an unfinished job back: mark it long idle (without counting a delivery) so the next worker claims it."""
         with contextlib.suppress(RedisError):
             await self.client.xclaim(
-                self.keys.jobs,
+                entry.stream,
                 self.keys.group,
                 self.name,
                 min_idle_time=0,
@@ -320,19 +377,20 @@ class Worker:
             pipe.zrem(self.keys.workers, self.name)
             pipe.delete(self.keys.worker_info(self.name))
             await pipe.execute()
-        # leave the consumer group tidy: this name will not come back (the pid is part of it)
-        pending: Any = await self.client.xpending_range(
-            self.keys.jobs, self.keys.group, min="-", max="+", count=1, consumername=self.name
-        )
-        if not pending:
-            await self.client.xgroup_delconsumer(self.keys.jobs, self.keys.group, self.name)
+        # leave the consumer groups tidy: this name will not come back (the pid is part of it)
+        for stream in self._streams:
+            pending: Any = await self.client.xpending_range(
+                stream, self.keys.group, min="-", max="+", count=1, consumername=self.name
+            )
+            if not pending:
+                await self.client.xgroup_delconsumer(stream, self.keys.group, self.name)
         log.info("worker %s left after %d job(s)", self.name, self.jobs_done)
 
     async def _beat(self) -> None:
         seconds, micros = await self.client.time()
         holding = self._holding
         ident = job_id_of(holding.fields) if holding is not None else None
-        info = self.backend.info
+        info = self.backend.info  # its models (whose streams it reads) and those it holds loaded, too
         body = {
             "job": ident[0] if ident else None,
             "pid": os.getpid(),
@@ -349,7 +407,7 @@ class Worker:
     async def _touch(self, entry: StreamEntry) -> None:
         """Reset the idle time of the job we hold — unless another worker has claimed it meanwhile."""
         mine: Any = await self.client.xpending_range(
-            self.keys.jobs, self.keys.group, min=entry.entry_id, max=entry.entry_id, count=1
+            entry.stream, self.keys.group, min=entry.entry_id, max=entry.entry_id, count=1
         )
         if not mine:
             return
@@ -358,7 +416,7 @@ class Worker:
             log.warning("job %s was claimed by %s meanwhile; finishing our copy anyway", _label(entry.fields), owner)
             return
         await self.client.xclaim(
-            self.keys.jobs, self.keys.group, self.name, min_idle_time=0, message_ids=[entry.entry_id], justid=True
+            entry.stream, self.keys.group, self.name, min_idle_time=0, message_ids=[entry.entry_id], justid=True
         )
 
     async def _heartbeats(self) -> None:
@@ -389,17 +447,30 @@ def _label(fields: dict[bytes, bytes]) -> str:
     return str(job_id) if scope == "bot" else f"{job_id} ({scope})"
 
 
+def _order(entry_id: bytes) -> tuple[int, int]:
+    """A stream entry id (``<ms>-<seq>``, Redis's clock) as something that sorts in time order."""
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
+
+
 def _text(value: object) -> str:
     """A name from a Redis reply (bytes unless the client decodes responses)."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def run_worker(
-    settings: Settings, *, device: str | None = None, name: str | None = None, metrics_listen: str = ""
+    settings: Settings,
+    *,
+    device: str | None = None,
+    name: str | None = None,
+    metrics_listen: str = "",
+    models: Sequence[str] = (),
 ) -> int:
     """Load the model, then take jobs until SIGTERM/SIGINT. Blocks (runs the event loop's life).
 
-    ``metrics_listen``: where to serve this worker's /metrics, /healthz and /readyz (empty: off)."""
+    ``metrics_listen``: where to serve this worker's /metrics, /healthz and /readyz (empty: off).
+    ``models``: the names of the configured models to serve (empty: all of them); ``KeyError`` for a
+    name the config does not have (the command line checks them first)."""
     import signal
 
     from bot.engine.models import Catalogue
@@ -407,9 +478,12 @@ async def run_worker(
     from bot.monitoring.metrics import Metrics
     from bot.remote.connection import connect
 
-    models = await asyncio.to_thread(Catalogue.resolve, settings)
+    catalogue = await asyncio.to_thread(Catalogue.resolve, settings)
+    if models:
+        catalogue = catalogue.only(models)
+    log.info("serving the model(s) %s", ", ".join(catalogue.names))
     metrics = Metrics.for_settings(settings, role="worker") if metrics_listen else None
-    backend = LocalBackend.from_settings(settings, models, device=device, observer=metrics)
+    backend = LocalBackend.from_settings(settings, catalogue, device=device, observer=metrics)
     client = await connect(settings.redis)
     endpoint = None
     started = time.perf_counter()

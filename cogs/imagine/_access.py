@@ -13,6 +13,7 @@ import discord
 from bot.config import Settings
 from bot.rules.blocklist import Blocklist
 from bot.rules.ratelimit import TokenBucket
+from bot.rules.server import ServerSettings
 from bot.texts import Text
 
 
@@ -67,9 +68,11 @@ class Gatekeeper:
             return None
         return Text("refused.cancel_author")
 
-    def policy(self, channel: object) -> str:
-        """What happens to flagged tiles in this channel (``allow`` when no checker runs)."""
+    def policy(self, channel: object, server: ServerSettings | None = None) -> str:
+        """What happens to flagged tiles in this channel: the server's choice for it (``/settings nsfw``),
+        else the file's for NSFW or other channels (``allow`` when no checker runs)."""
         if not self.safety_checker():  # asked each time: with the redis backend, workers come and go
             return "allow"
         safety = self.settings.safety
-        return safety.nsfw_channels if getattr(channel, "nsfw", False) else safety.flagged
+        default = safety.nsfw_channels if getattr(channel, "nsfw", False) else safety.flagged
+        return default if server is None else server.policy(getattr(channel, "id", None), default)

@@ -16,6 +16,8 @@ import discord
 from discord.ext import commands
 
 from bot.engine import BackendClosedError, QueueFullError
+from bot.engine.models import ModelPreset
+from bot.imaging.recipe import Recipe
 from bot.inputs import (
     Origin,
     UserInputError,
@@ -25,8 +27,11 @@ from bot.inputs import (
     parse_suffixes,
     refine_request,
     reroll_request,
+    upscale_request,
+    vary_request,
 )
 from bot.jobs import Job, JobRequest, Tile
+from bot.rules.server import chosen_model, member_options
 from bot.texts import Text, text
 from cogs.imagine._access import Gatekeeper
 from cogs.imagine._command import imagine_command
@@ -88,16 +93,19 @@ class ImagineCog(commands.Cog, name="Imagine"):
         if denied:
             await reply_error(interaction, denied)
             return
+        # what the member left empty: their /preferences, then this server's /settings, then the model's own
+        layers = (await self.engine.preferences(interaction.user.id), self.engine.server(interaction.guild_id))
         try:
-            preset = choose_model(self.engine.models, model)
+            preset = choose_model(self.engine.models, model or chosen_model(layers, self.engine.models))
+            filled = member_options(layers, preset, steps=steps, guidance=guidance, size=size, negative=negative)
             request = imagine_request(
                 preset,
                 prompt=prompt,
-                negative=negative,
+                negative=filled[3],
                 seed=seed,
-                steps=steps,
-                guidance=guidance,
-                size=size,
+                steps=filled[0],
+                guidance=filled[1],
+                size=filled[2],
                 **_origin(interaction),
             )
         except UserInputError as exc:
@@ -186,6 +194,74 @@ class ImagineCog(commands.Cog, name="Imagine"):
         request = reroll_request(parent.request, parent_job=parent.id, **_origin(interaction))
         await self._start_reply(interaction, request, request.prompt, request.negative)
 
+    async def upscale(self, interaction: discord.Interaction, job_id: int, tile_index: int) -> None:
+        """U1-U4: the tile alone, larger, posted as a reply with Vary and Refine buttons."""
+        found = await self._derive_from(interaction, job_id, tile_index)
+        if found is None:
+            return
+        parent, source = found
+        try:
+            request = upscale_request(
+                parent.request,
+                source,
+                preset=self._preset(parent),
+                settings=self.settings.upscale,
+                parent_job=parent.id,
+                tile_index=tile_index,
+                **_origin(interaction),
+            )
+        except UserInputError as exc:
+            await reply_error(interaction, exc.text)
+            return
+        await self._start_reply(interaction, request, request.prompt, request.negative)
+
+    async def vary(self, interaction: discord.Interaction, job_id: int, tile_index: int, *, strong: bool) -> None:
+        """Vary (subtle or strong): four new seeds drawn from the tile, a new grid as a reply."""
+        found = await self._derive_from(interaction, job_id, tile_index)
+        if found is None:
+            return
+        parent, source = found
+        try:
+            request = vary_request(
+                parent.request,
+                source,
+                preset=self._preset(parent),
+                strength=self.settings.vary.strong if strong else self.settings.vary.subtle,
+                parent_job=parent.id,
+                tile_index=tile_index,
+                **_origin(interaction),
+            )
+        except UserInputError as exc:
+            await reply_error(interaction, exc.text)
+            return
+        await self._start_reply(interaction, request, request.prompt, request.negative)
+
+    async def _derive_from(
+        self, interaction: discord.Interaction, job_id: int, tile_index: int
+    ) -> tuple[Job, Recipe] | None:
+        """The job and the recipe of its tile an upscale or a variation starts from, or a private refusal."""
+        parent = await self._find(interaction, job_id)
+        if parent is None:
+            return None
+        denied = (
+            self.gate.where(interaction)
+            or self.gate.may_refine(interaction, parent.request.user_id)
+            or self._model_gone(parent)
+        )
+        if denied:
+            await reply_error(interaction, denied)
+            return None
+        source = await self.engine.tile_recipe(parent, tile_index)
+        if source is None:
+            await reply_error(interaction, Text("refused.unknown_tile", job=job_id, tile=tile_index))
+            return None
+        return parent, source
+
+    def _preset(self, job: Job) -> ModelPreset:
+        preset = self.engine.models.get(job.request.model)
+        assert preset is not None  # checked by _model_gone
+        return preset
+
     async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
         """The Cancel button: for the job's author and for members who may manage messages."""
         job = await self._find(interaction, job_id)
@@ -223,23 +299,33 @@ class ImagineCog(commands.Cog, name="Imagine"):
         return preset.label if preset is not None else job.request.model_id or job.request.model
 
     async def _admit(self, interaction: discord.Interaction, request: JobRequest, *texts: str) -> Job | None:
-        """Check the words and the member's rate, then store the job before acknowledging.
+        """Check the words, the member's daily allowance and rate, then store the job before acknowledging.
 
-        A refusal (blocklist, rate limit, full queue, shutdown) is said privately and stores nothing.
+        A refusal (blocklist, allowance, rate limit, full queue, shutdown) is said privately and stores nothing.
         """
-        refusal = self.gate.blocked(*texts) or self.gate.rate(interaction.user.id)
+        refusal = self.gate.blocked(*texts) or await self._over_quota(interaction, request)
+        refusal = refusal or self.gate.rate(interaction.user.id)
         if refusal:
             if self.bot.metrics is not None:  # the engine counts its own refusals (limits, pause, restart)
                 self.bot.metrics.job_refused(request, refusal.key)
             await reply_error(interaction, refusal)
             return None
-        request = replace(request, policy=self.gate.policy(interaction.channel))
+        server = self.engine.server(interaction.guild_id)
+        request = replace(request, policy=self.gate.policy(interaction.channel, server))
         try:
             return await self.engine.create(request)
         except (QueueFullError, BackendClosedError) as exc:
             self.gate.refund(interaction.user.id)
             await reply_error(interaction, exc.text)
             return None
+
+    async def _over_quota(self, interaction: discord.Interaction, request: JobRequest) -> Text | None:
+        """The server's daily allowance for the member's roles (``/settings quota``), if this job would pass it."""
+        roles = [role.id for role in getattr(interaction.user, "roles", [])]
+        quota = await self.engine.quota(interaction.guild_id, interaction.user.id, roles)
+        if quota.left is None or len(request.tiles()) <= quota.left:
+            return None
+        return Text("refused.quota", allowance=quota.allowance, resets=f"<t:{int(quota.resets_at)}:R>")
 
     async def _start_reply(self, interaction: discord.Interaction, request: JobRequest, *texts: str) -> None:
         """Refine and re-roll: acknowledge silently, then post a new grid replying to the button's message."""

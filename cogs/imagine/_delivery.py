@@ -207,7 +207,8 @@ class Delivery:
                 flagged=publication.flagged if job.request.policy != "allow" else (),
                 hidden=job.request.policy == "blur",
             )
-            view = grid_view(job, len(result.tiles))
+            preset = self.engine.models.get(job.request.model)
+            view = grid_view(job, len(result.tiles), image_to_image=preset is not None and preset.family.image_to_image)
             return await self._final(content=None, embed=embed, attachments=[file], view=view)
 
         return post

@@ -30,6 +30,10 @@ def headline(job: Job) -> str:
     request = job.request
     if request.kind is JobKind.REFINE:
         return text("job.refining", tile=request.parent_tile, job=request.parent_job, seed=request.seed)
+    if request.kind is JobKind.UPSCALE:
+        return text("job.upscaling", tile=request.parent_tile, job=request.parent_job, seed=request.seed)
+    if request.kind is JobKind.VARY:
+        return text("job.varying", tile=request.parent_tile, job=request.parent_job, strength=request.strength)
     return _clip(_quote(request.prompt), 300)
 
 
@@ -84,8 +88,26 @@ def grid_message(
         lines += [f"**{i}** · {_clip(_quote(s), 200)}" for i, s in enumerate(request.suffixes, start=1)]
         embed.description = _clip("\n".join(lines), 4000)
         embed.add_field(name=text("grid.seed"), value=str(request.seed), inline=True)
+    elif request.kind is JobKind.UPSCALE:
+        title = text(
+            "grid.upscaled_title",
+            tile=request.parent_tile,
+            job=request.parent_job,
+            width=request.width,
+            height=request.height,
+        )
+        embed.title = _clip(title, 256)
+        embed.description = _clip(text("grid.prompt", prompt=_clip(_quote(request.prompt), 1500)), 4000)
+        embed.add_field(name=text("grid.seed"), value=str(request.seed), inline=True)
     else:
-        embed.title = _clip(request.prompt, 256)
+        if request.kind is JobKind.VARY:
+            title = text(
+                "grid.varied_title", tile=request.parent_tile, job=request.parent_job, strength=request.strength
+            )
+            embed.title = _clip(title, 256)
+            embed.description = _clip(text("grid.prompt", prompt=_clip(_quote(request.prompt), 1500)), 4000)
+        else:
+            embed.title = _clip(request.prompt, 256)
         seeds = " · ".join(f"**{i}** {tile.seed}" for i, tile in enumerate(result.tiles, start=1))
         embed.add_field(name=text("grid.seeds"), value=seeds, inline=False)
     if request.negative:
@@ -94,6 +116,8 @@ def grid_message(
     embed.add_field(name=text("grid.guidance"), value=f"{request.guidance:g}", inline=True)
     embed.add_field(name=text("grid.size"), value=f"{request.width}×{request.height}", inline=True)
     embed.add_field(name=text("grid.model"), value=_clip(model, 1024), inline=True)
+    if request.source:
+        embed.add_field(name=text("grid.strength"), value=f"{request.strength:g}", inline=True)
     embed.add_field(name=text("grid.time"), value=text("grid.time_value", seconds=result.elapsed), inline=True)
     if flagged:
         tiles = ", ".join(str(n) for n in flagged)
@@ -104,5 +128,5 @@ def grid_message(
     )
     if not file.spoiler:  # a spoilered image cannot be shown inside the embed without revealing it
         embed.set_image(url=f"attachment://{filename}")
-    embed.set_footer(text=text("grid.footer", job=job.id))
+    embed.set_footer(text=text("grid.upscale_footer" if request.kind is JobKind.UPSCALE else "grid.footer", job=job.id))
     return embed, file

@@ -108,7 +108,50 @@ class CancelButton(JobButton, id_format="sg:cancel:{job}"):
         await cog.cancel(interaction, self.job_id)
 
 
-BUTTONS: tuple[type[JobButton], ...] = (TileButton, RerollButton, CancelButton)
+class UpscaleButton(JobButton, id_format="sg:upscale:{job}:{tile}"):
+    """U1-U4 (a grid's second row): tile N alone, larger, redrawn from the enlarged tile on its seed."""
+
+    def make_button(self, custom_id: str) -> discord.ui.Button[Any]:
+        label = text("button.upscale", tile=self.tile)
+        return discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, custom_id=custom_id, row=1)
+
+    async def press(self, cog: ImagineCog, interaction: discord.Interaction) -> None:
+        assert self.tile is not None
+        await cog.upscale(interaction, self.job_id, self.tile)
+
+
+class VarySubtleButton(JobButton, id_format="sg:vary-subtle:{job}:{tile}"):
+    """Under an upscale: four new seeds drawn from the tile, staying close to it."""
+
+    def make_button(self, custom_id: str) -> discord.ui.Button[Any]:
+        label = text("button.vary_subtle")
+        return discord.ui.Button(label=label, style=discord.ButtonStyle.primary, custom_id=custom_id)
+
+    async def press(self, cog: ImagineCog, interaction: discord.Interaction) -> None:
+        assert self.tile is not None
+        await cog.vary(interaction, self.job_id, self.tile, strong=False)
+
+
+class VaryStrongButton(JobButton, id_format="sg:vary-strong:{job}:{tile}"):
+    """Under an upscale: four new seeds drawn from the tile, further from it."""
+
+    def make_button(self, custom_id: str) -> discord.ui.Button[Any]:
+        label = text("button.vary_strong")
+        return discord.ui.Button(label=label, style=discord.ButtonStyle.primary, custom_id=custom_id)
+
+    async def press(self, cog: ImagineCog, interaction: discord.Interaction) -> None:
+        assert self.tile is not None
+        await cog.vary(interaction, self.job_id, self.tile, strong=True)
+
+
+BUTTONS: tuple[type[JobButton], ...] = (
+    TileButton,
+    RerollButton,
+    CancelButton,
+    UpscaleButton,
+    VarySubtleButton,
+    VaryStrongButton,
+)
 
 
 def cancel_view(job: Job) -> discord.ui.View:
@@ -117,12 +160,25 @@ def cancel_view(job: Job) -> discord.ui.View:
     return view
 
 
-def grid_view(job: Job, tiles: int) -> discord.ui.View:
+def grid_view(job: Job, tiles: int, *, image_to_image: bool = False) -> discord.ui.View:
+    """A grid's buttons: ``1``-``N`` (refine) and Re-roll, then, when the model can draw from an image, a second
+    row ``U1``-``UN``. An upscale's: Vary (subtle), Vary (strong) and Refine (the form, on its one tile)."""
     view = discord.ui.View(timeout=None)
+    if job.request.kind is JobKind.UPSCALE:
+        if image_to_image:
+            view.add_item(VarySubtleButton(job.id, 1))
+            view.add_item(VaryStrongButton(job.id, 1))
+        refine = TileButton(job.id, 1)
+        refine.item.label = text("button.refine")
+        view.add_item(refine)
+        return view
     for index in range(1, tiles + 1):
         view.add_item(TileButton(job.id, index))
     if job.request.kind is JobKind.IMAGINE:
         view.add_item(RerollButton(job.id))
+    if image_to_image:
+        for index in range(1, tiles + 1):
+            view.add_item(UpscaleButton(job.id, index))
     return view
 
 

@@ -45,6 +45,23 @@ def test_imagine_writes_grid_and_tiles(config: Path, tmp_path: Path) -> None:
             assert tile.size == (64, 64)
 
 
+def test_imagine_draws_with_the_model_named(tiny_model: Path, tmp_path: Path) -> None:
+    """--model picks among [[models]]: the second entry's scheduler differs, and so do its pictures."""
+    models = (
+        f'\n[[models]]\nname = "plain"\nid = "{tiny_model}"\n'
+        f'\n[[models]]\nname = "euler"\nid = "{tiny_model}"\nscheduler = "EulerDiscreteScheduler"\n'
+    )
+    config = tmp_path / "two.toml"
+    config.write_text(config_text(None, tmp_path / "db.sqlite", extra=models))
+    grids = []
+    for name in ("plain", "euler"):
+        out = tmp_path / name
+        result = run_cli("imagine", "a lighthouse", "--config", config, "--seed", "5", "--model", name, "--out", out)
+        assert result.returncode == 0, result.stderr
+        grids.append((out / "grid.png").read_bytes())
+    assert grids[0] != grids[1]
+
+
 def test_imagine_with_suffixes_runs_the_refine_job(config: Path, tmp_path: Path) -> None:
     out = tmp_path / "refined"
     result = run_cli(
@@ -87,6 +104,7 @@ def test_check_loads_the_model_and_generates(config: Path) -> None:
         (["imagine", "   ", "--out", "o"], "prompt is empty"),
         (["imagine", "x", "--suffix", "a", "--out", "o"], "--suffix re-runs one seed"),
         (["imagine", "x", "--size", "giant", "--out", "o"], "Unknown size"),
+        (["imagine", "x", "--model", "nope", "--out", "o"], "There is no model 'nope' here; choose one of: model"),
     ],
 )
 def test_bad_arguments_are_refused_clearly(config: Path, args: list[str], message: str) -> None:
@@ -152,3 +170,43 @@ def test_check_and_imagine_run_through_a_worker_process(
         assert worker.wait(60) == 0
     text = log.read_text()
     assert "worker cli-test left after 2 job(s)" in text and "Traceback" not in text
+
+
+def test_upscale_vary_and_reproduce_read_the_recipe_in_the_file(tmp_path: Path) -> None:
+    """Without loading a model: what each command asks for, and a clear error for a file without a recipe."""
+    import dataclasses
+
+    from bot.__main__ import CommandLineError, build_parser, request_from_file
+    from bot.config import DEFAULT_MODEL, Settings
+    from bot.diffusion.families import SD1
+    from bot.engine.models import Catalogue
+    from bot.imaging.grid import encode_png
+    from bot.imaging.recipe import Recipe
+    from bot.inputs import imagine_request
+    from bot.jobs import JobKind
+
+    settings = Settings()
+    models = Catalogue.resolve(settings, families={DEFAULT_MODEL: SD1})
+    request = dataclasses.replace(
+        imagine_request(models.default, prompt="a fox", seed=20, steps=20), width=64, height=64
+    )
+    grid = tmp_path / "grid.png"
+    grid.write_bytes(
+        encode_png(Image.new("RGB", (128, 128)), metadata=Recipe.of(request, family="sd1", scheduler="").metadata())
+    )
+
+    def run(*argv: str) -> object:
+        args = build_parser().parse_args([*argv, "--config", "c.toml", "--out", str(tmp_path / "out")])
+        return request_from_file(settings, args, models)
+
+    upscale = run("upscale", str(grid), "--tile", "3")
+    assert (upscale.kind, upscale.seed, upscale.width, upscale.strength) == (JobKind.UPSCALE, 22, 128, 0.35)  # type: ignore[attr-defined]
+    vary = run("vary", str(grid), "--tile", "2", "--strong", "--seed", "5")
+    assert (vary.kind, vary.seed, vary.strength, vary.width) == (JobKind.VARY, 5, 0.75, 64)  # type: ignore[attr-defined]
+    assert run("reproduce", str(grid)) == dataclasses.replace(request, parent_job=None)
+    with pytest.raises(CommandLineError, match="has tiles 1 to 4"):
+        run("upscale", str(grid), "--tile", "5")
+    bare = tmp_path / "bare.png"
+    bare.write_bytes(encode_png(Image.new("RGB", (8, 8))))
+    with pytest.raises(CommandLineError, match="carries no seedgrid recipe"):
+        run("vary", str(bare))

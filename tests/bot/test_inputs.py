@@ -1,6 +1,8 @@
 """What a member typed → a valid job request or a clear refusal (``bot/inputs.py``): prompts, seeds, suffixes,
 refine and re-roll."""
 
+import dataclasses
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -8,7 +10,15 @@ from hypothesis import strategies as st
 from bot.config import DEFAULT_MODEL, RefineSettings, Settings
 from bot.diffusion.families import SD1
 from bot.engine.models import Catalogue
-from bot.inputs import UserInputError, imagine_request, parse_suffixes, refine_request, reroll_request
+from bot.inputs import (
+    UserInputError,
+    imagine_request,
+    parse_suffixes,
+    recipe_from_parameters,
+    refine_request,
+    request_from_recipe,
+    reroll_request,
+)
 from bot.jobs import SEED_LIMIT, JobKind, Tile, tile_seed
 
 GEN = Catalogue.resolve(Settings(), families={DEFAULT_MODEL: SD1}).default
@@ -93,3 +103,48 @@ def test_reroll_keeps_everything_but_the_seed() -> None:
         768,
     )
     assert request.guild_id == 1 and request.user_id == 9 and request.parent_job == 1
+
+
+# --- a recipe read from a PNG, run again (seedgrid reproduce) ---
+
+
+def test_a_recipe_becomes_the_job_that_draws_it_again() -> None:
+    from bot.imaging.recipe import Recipe
+
+    models = Catalogue.resolve(Settings(), families={DEFAULT_MODEL: SD1})
+    request = imagine_request(models.default, prompt="a fox, at dawn", negative="blurry", seed=9, steps=20)
+    grid = Recipe.of(request, family="sd1", scheduler="PNDMScheduler")
+    again = request_from_recipe(grid, models, max_side=2048)
+    assert again.tiles() == request.tiles() and again.params() == request.params()
+    assert again.kind is JobKind.IMAGINE and (again.model, again.model_id) == (request.model, request.model_id)
+    # one tile: an imagine job from its seed; tiles on one seed: a refine job, prompt for prompt
+    assert request_from_recipe(grid.tile(3), models, max_side=2048).seed == 11
+    refined = Recipe.of(
+        refine_request(request, parent_job=1, tile_index=2, tile=Tile("a fox", 10), suffixes=(", red", ", blue")),
+        family="sd1",
+        scheduler="",
+    )
+    again = request_from_recipe(refined, models, max_side=2048)
+    assert again.kind is JobKind.REFINE and again.tiles() == (Tile("a fox, red", 10), Tile("a fox, blue", 10))
+    # refused, with the reason: a model not configured here (named), steps or size out of bounds
+    with pytest.raises(UserInputError, match="made with the model sdxl-turbo, which is not configured"):
+        request_from_recipe(dataclasses.replace(grid, model="sdxl-turbo"), models, max_side=2048)
+    with pytest.raises(UserInputError, match="larger than 256 pixels"):
+        request_from_recipe(grid, models, max_side=256)
+
+
+def test_an_a1111_parameters_text_becomes_a_one_tile_recipe() -> None:
+    from bot.imaging.recipe import parse_parameters
+
+    models = Catalogue.resolve(Settings(), families={DEFAULT_MODEL: SD1})
+    parameters = parse_parameters(
+        "a castle, <@123> @everyone\nNegative prompt: fog\nSteps: 12, Sampler: Euler a, CFG scale: 6, Seed: 77, "
+        "Size: 512x768, Model: anything-v5"
+    )
+    recipe = recipe_from_parameters(parameters, models.default)
+    assert recipe.tiles == (Tile("a castle, <@123> @everyone", 77),) and recipe.negative == "fog"
+    assert (recipe.steps, recipe.guidance, recipe.width, recipe.height) == (12, 6.0, 512, 768)
+    assert recipe.model == models.default.name  # drawn on the default model, whatever A1111 called its checkpoint
+    odd = parse_parameters("x\nSteps: 12, Seed: 1, Size: 500x500")
+    with pytest.raises(UserInputError, match="not a multiple of 8"):
+        recipe_from_parameters(odd, models.default)

@@ -41,11 +41,11 @@ class WorkerProcesses:
         self.folder = folder
         self.processes: dict[str, asyncio.subprocess.Process] = {}
 
-    async def start(self, name: str) -> None:
+    async def start(self, name: str, *options: str) -> None:
         log = self.folder / f"{name}.log"
         with log.open("wb") as sink:
             self.processes[name] = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "worker", "--config", str(self.config), "--name", name,
+                sys.executable, "-m", "bot", "worker", "--config", str(self.config), "--name", name, *options,
                 cwd=ROOT, stdout=sink, stderr=sink,
             )  # fmt: skip
 
@@ -82,7 +82,7 @@ async def scaled_out(
     settings = parse_settings(text)
     workers = WorkerProcesses(config, tmp_path)
     await workers.start("alpha")
-    await workers.start("beta")
+    await workers.start("beta", "--models", settings.model_entries[0].name)  # the flag, naming the one model
     engine = await Engine.open(settings)  # connects to Redis; loads no model
     try:
         client = SeedgridBot(settings, engine=engine)
@@ -96,19 +96,21 @@ async def scaled_out(
 
 
 async def wait_for_workers(engine: Engine, count: int) -> None:
-    await engine.wait_for_workers(180, count=count)  # two processes importing torch on two cores
+    workers = await engine.wait_for_workers(180, count=count)  # two processes importing torch on two cores
+    assert workers is not None and all(w.model.models == (engine.models.default.name,) for w in workers), workers
 
 
 async def holder_of(settings: Settings, job_id: int) -> str:
     """The worker holding a job (Redis's pending list names the consumer)."""
     client = await connect(settings.redis)
     keys = Keys(settings.redis.prefix)
+    jobs = keys.jobs_for(settings.model_entries[0].name)  # the stream of the one configured model
     try:
         async with asyncio.timeout(30):
             while True:
-                pending = await client.xpending_range(keys.jobs, keys.group, min="-", max="+", count=10)
+                pending = await client.xpending_range(jobs, keys.group, min="-", max="+", count=10)
                 for entry in pending:
-                    fields = (await client.xrange(keys.jobs, entry["message_id"], entry["message_id"]))[0][1]
+                    fields = (await client.xrange(jobs, entry["message_id"], entry["message_id"]))[0][1]
                     if json.loads(fields[b"job"])["id"] == job_id:
                         return str(entry["consumer"].decode())
                 await asyncio.sleep(0.05)

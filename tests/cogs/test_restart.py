@@ -80,5 +80,5 @@ async def test_buttons_work_after_the_bot_restarts(
     submit = await fake.submit_modal(fake.member, click, {field["custom_id"]: ", in winter"})
     await submit.wait_response()
     reply = await fake.wait_for_message(replying_to(parent["id"]), timeout=120)  # type: ignore[arg-type]
-    assert [b["label"] for b in buttons(reply)] == ["1"]
+    assert [b["label"] for b in buttons(reply)] == ["1", "U1"]
     assert reply["embeds"][0]["description"] == "**Prompt:** an old castle\n**1** · , in winter"  # type: ignore[index]

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+from transformers import CLIPTextModel
 
+from tests.families.parts import VAE_OUTPUT_GAIN, brighten, clip_config, seeded_save, t5_encoder
 from tests.families.tokenizers import clip_tokenizer, t5_tokenizer
 
 TINY_SIZE: tuple[int, int] = (16, 16)
@@ -61,9 +61,6 @@ FLUX_DEV_SCHEDULER = {
 # FLUX.1-schnell's: a fixed shift of 1 (``mu`` is computed by the pipeline but ignored).
 FLUX_SCHNELL_SCHEDULER = {**FLUX_DEV_SCHEDULER, "shift": 1.0, "use_dynamic_shifting": False}
 
-VAE_OUTPUT_GAIN = 2.0
-"""A random VAE decoder's output hovers near zero (flat mid-grey images); scaling its last
-convolution spreads the pixels over the whole 0..255 range so image comparisons mean something."""
 
 HIDDEN = 32
 """Width of both text encoders; the transformer's ``joint_attention_dim`` (T5) and
@@ -87,8 +84,7 @@ def flux_vae(*, gain: float = VAE_OUTPUT_GAIN) -> AutoencoderKL:
         scaling_factor=FLUX_VAE_SCALING_FACTOR,
         shift_factor=FLUX_VAE_SHIFT_FACTOR,
     )
-    with torch.no_grad():
-        vae.decoder.conv_out.weight.mul_(gain)
+    brighten(vae, gain)
     return vae
 
 
@@ -107,40 +103,11 @@ def _components(*, guidance_embeds: bool, t5_max_length: int, scheduler: dict[st
         guidance_embeds=guidance_embeds,
         axes_dims_rope=(4, 4, 8),
     )
-    clip_config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=HIDDEN,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=CLIP_MAX_TOKENS,
-        projection_dim=HIDDEN,
-        hidden_act="gelu",
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    t5_config = T5Config(
-        vocab_size=len(tokenizer_2),
-        d_model=HIDDEN,
-        d_kv=8,
-        d_ff=37,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        relative_attention_max_distance=32,
-        feed_forward_proj="gated-gelu",  # T5 v1.1, like FLUX's t5-v1_1-xxl
-        is_encoder_decoder=False,
-        use_cache=False,
-        pad_token_id=tokenizer_2.pad_token_id,
-        eos_token_id=tokenizer_2.eos_token_id,
-        decoder_start_token_id=tokenizer_2.pad_token_id,
-    )
     return {
         "transformer": transformer,
         "vae": flux_vae(),
-        "text_encoder": CLIPTextModel(clip_config),
-        "text_encoder_2": T5EncoderModel(t5_config),
+        "text_encoder": CLIPTextModel(clip_config(tokenizer, HIDDEN, projection_dim=HIDDEN, hidden_act="gelu")),
+        "text_encoder_2": t5_encoder(tokenizer_2, HIDDEN),
         "tokenizer": tokenizer,
         "tokenizer_2": tokenizer_2,
         "scheduler": FlowMatchEulerDiscreteScheduler(**scheduler),
@@ -150,11 +117,7 @@ def _components(*, guidance_embeds: bool, t5_max_length: int, scheduler: dict[st
 
 
 def _build(path: Path, **kwargs: object) -> Path:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        pipe = FluxPipeline(**_components(**kwargs))  # type: ignore[arg-type]
-    pipe.save_pretrained(path)
-    return path
+    return seeded_save(lambda: FluxPipeline(**_components(**kwargs)), path)  # type: ignore[arg-type]
 
 
 def build_flux_dev(path: Path) -> Path:

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
+from tests.families.parts import brighten, seeded_save
 from tests.families.tokenizers import qwen2_tokenizer
 
 TINY_SIZE: tuple[int, int] = (16, 16)
@@ -56,10 +56,6 @@ FLUX2_SCHEDULER = {
     "base_image_seq_len": 256,
     "max_image_seq_len": 4096,
 }
-
-VAE_OUTPUT_GAIN = 2.0
-"""A random VAE decoder's output hovers near zero (flat mid-grey images); scaling its last
-convolution spreads the pixels over the whole 0..255 range so image comparisons mean something."""
 
 
 def _components() -> dict[str, object]:
@@ -100,8 +96,7 @@ def _components() -> dict[str, object]:
         norm_num_groups=4,
         sample_size=32,
     )
-    with torch.no_grad():
-        vae.decoder.conv_out.weight.mul_(VAE_OUTPUT_GAIN)
+    brighten(vae)
     return {
         "transformer": transformer,
         "vae": vae,
@@ -117,8 +112,4 @@ def build_flux2_klein(path: Path, *, distilled: bool = True) -> Path:
     ``distilled=True`` (klein-4B): ``guidance_scale`` is ignored (a warning above 1).
     ``distilled=False`` (klein-base-4B): ``guidance_scale > 1`` runs CFG against an empty prompt.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        pipe = Flux2KleinPipeline(**_components(), is_distilled=distilled)  # type: ignore[arg-type]
-    pipe.save_pretrained(path)
-    return path
+    return seeded_save(lambda: Flux2KleinPipeline(**_components(), is_distilled=distilled), path)  # type: ignore[arg-type]

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, PixArtSigmaPipeline, PixArtTransformer2DModel
-from transformers import T5Config, T5EncoderModel
 
+from tests.families.parts import brighten, seeded_save, t5_encoder
 from tests.families.tokenizers import t5_tokenizer
-from tests.tiny_model import VAE_OUTPUT_GAIN
 
 MAX_TOKENS = 300
 """The pipeline's ``max_sequence_length`` default, and ``tokenizer.model_max_length`` here."""
@@ -88,26 +86,11 @@ def _components() -> dict[str, object]:
         sample_size=DEFAULT_SIZE,
         scaling_factor=0.13025,
     )
-    with torch.no_grad():
-        vae.decoder.conv_out.weight.mul_(VAE_OUTPUT_GAIN)
-    t5_config = T5Config(
-        vocab_size=len(tokenizer),
-        d_model=T5_WIDTH,
-        d_kv=8,
-        d_ff=37,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        feed_forward_proj="gated-gelu",
-        is_encoder_decoder=False,
-        use_cache=False,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    brighten(vae)
     return {
         "transformer": transformer,
         "vae": vae,
-        "text_encoder": T5EncoderModel(t5_config),
+        "text_encoder": t5_encoder(tokenizer, T5_WIDTH),
         "tokenizer": tokenizer,
         "scheduler": DPMSolverMultistepScheduler(**PIXART_SCHEDULER),
     }
@@ -115,8 +98,4 @@ def _components() -> dict[str, object]:
 
 def build_pixart_sigma(path: Path) -> Path:
     """Build the tiny random PixArt-Σ pipeline, ``save_pretrained`` it into ``path`` and return ``path``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        pipe = PixArtSigmaPipeline(**_components())
-    pipe.save_pretrained(path)
-    return path
+    return seeded_save(lambda: PixArtSigmaPipeline(**_components()), path)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from diffusers import (
     AutoencoderKLQwenImage,
     FlowMatchEulerDiscreteScheduler,
@@ -35,6 +34,7 @@ from diffusers import (
 )
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
+from tests.families.parts import brighten, seeded_save
 from tests.families.tokenizers import qwen2_tokenizer
 
 TINY_SIZE: tuple[int, int] = (16, 16)
@@ -74,10 +74,6 @@ LATENTS_STD = [
     2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
     3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
 ]  # fmt: skip
-
-VAE_OUTPUT_GAIN = 2.0
-"""A random VAE decoder's output hovers near zero (flat mid-grey images); scaling its last
-convolution spreads the pixels over the whole 0..255 range so image comparisons mean something."""
 
 
 def _text_encoder(vocab_size: int, *, pad_token_id: int, eos_token_id: int) -> Qwen2_5_VLForConditionalGeneration:
@@ -133,8 +129,7 @@ def _components() -> dict[str, object]:
         latents_mean=LATENTS_MEAN,
         latents_std=LATENTS_STD,
     )
-    with torch.no_grad():
-        vae.decoder.conv_out.weight.mul_(VAE_OUTPUT_GAIN)
+    brighten(vae)
     return {
         "transformer": transformer,
         "vae": vae,
@@ -152,8 +147,4 @@ def build_qwen_image(path: Path) -> Path:
     Like the real model it has no guidance embedding: guidance is ``true_cfg_scale`` (> 1) with a
     ``negative_prompt`` (e.g. ``" "``), which runs the transformer twice per step.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        pipe = QwenImagePipeline(**_components())  # type: ignore[arg-type]
-    pipe.save_pretrained(path)
-    return path
+    return seeded_save(lambda: QwenImagePipeline(**_components()), path)  # type: ignore[arg-type]

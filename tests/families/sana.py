@@ -26,8 +26,8 @@ import torch
 from diffusers import AutoencoderDC, DPMSolverMultistepScheduler, SanaPipeline, SanaTransformer2DModel
 from transformers import Gemma2Config, Gemma2Model
 
+from tests.families.parts import VAE_OUTPUT_GAIN, seeded_save
 from tests.families.tokenizers import gemma_tokenizer
-from tests.tiny_model import VAE_OUTPUT_GAIN
 
 MAX_TOKENS = 300
 """The pipeline's ``max_sequence_length`` default, and ``tokenizer.model_max_length`` here."""
@@ -122,8 +122,4 @@ def _components() -> dict[str, object]:
 
 def build_sana(path: Path) -> Path:
     """Build the tiny random Sana pipeline, ``save_pretrained`` it into ``path`` and return ``path``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        pipe = SanaPipeline(**_components())
-    pipe.save_pretrained(path)
-    return path
+    return seeded_save(lambda: SanaPipeline(**_components()), path)

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
-from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer, T5Config, T5EncoderModel
+from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
+from tests.families.parts import brighten, clip_config, seeded_save, t5_encoder
 from tests.families.tokenizers import clip_tokenizer, t5_tokenizer
-from tests.tiny_model import VAE_OUTPUT_GAIN
 
 CLIP_TOKENS = 77
 T5_TOKENS = 256
@@ -40,20 +39,9 @@ T5_WIDTH = 64  # T5 v1.1 XXL: 4096 (≥ HIDDEN_1 + HIDDEN_2, as 4096 ≥ 2048)
 
 
 def _clip(tokenizer: CLIPTokenizer, hidden_size: int) -> CLIPTextModelWithProjection:
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=CLIP_TOKENS,
-        projection_dim=hidden_size,
-        hidden_act="gelu",
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+    return CLIPTextModelWithProjection(
+        clip_config(tokenizer, hidden_size, projection_dim=hidden_size, hidden_act="gelu")
     )
-    return CLIPTextModelWithProjection(config)
 
 
 def _components() -> dict[str, object]:
@@ -89,28 +77,13 @@ def _components() -> dict[str, object]:
         use_quant_conv=False,
         use_post_quant_conv=False,
     )
-    with torch.no_grad():
-        vae.decoder.conv_out.weight.mul_(VAE_OUTPUT_GAIN)
-    t5_config = T5Config(
-        vocab_size=len(tokenizer_3),
-        d_model=T5_WIDTH,
-        d_kv=8,
-        d_ff=37,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        feed_forward_proj="gated-gelu",
-        is_encoder_decoder=False,
-        use_cache=False,
-        pad_token_id=tokenizer_3.pad_token_id,
-        eos_token_id=tokenizer_3.eos_token_id,
-    )
+    brighten(vae)
     return {
         "transformer": transformer,
         "vae": vae,
         "text_encoder": _clip(tokenizer, HIDDEN_1),
         "text_encoder_2": _clip(tokenizer_2, HIDDEN_2),
-        "text_encoder_3": T5EncoderModel(t5_config),
+        "text_encoder_3": t5_encoder(tokenizer_3, T5_WIDTH),
         "tokenizer": tokenizer,
         "tokenizer_2": tokenizer_2,
         "tokenizer_3": tokenizer_3,
@@ -120,8 +93,4 @@ def _components() -> dict[str, object]:
 
 def build_sd3(path: Path) -> Path:
     """Build the tiny random SD3 pipeline, ``save_pretrained`` it into ``path`` and return ``path``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        pipe = StableDiffusion3Pipeline(**_components())
-    pipe.save_pretrained(path)
-    return path
+    return seeded_save(lambda: StableDiffusion3Pipeline(**_components()), path)

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from tests.families.parts import brighten, clip_config, seeded_save
 from tests.families.tokenizers import clip_tokenizer
-from tests.tiny_model import VAE_OUTPUT_GAIN
 
 MAX_TOKENS = 77
 VAE_SCALE = 8
@@ -49,19 +48,7 @@ HIDDEN_2 = 32  # OpenCLIP ViT-bigG: 1280 (and its projection)
 
 
 def _text_config(tokenizer: CLIPTokenizer, hidden_size: int) -> CLIPTextConfig:
-    return CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=MAX_TOKENS,
-        projection_dim=hidden_size,
-        hidden_act="gelu",
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    return clip_config(tokenizer, hidden_size, projection_dim=hidden_size, hidden_act="gelu")
 
 
 def _components() -> dict[str, object]:
@@ -98,8 +85,7 @@ def _components() -> dict[str, object]:
         scaling_factor=0.13025,
         force_upcast=True,
     )
-    with torch.no_grad():
-        vae.decoder.conv_out.weight.mul_(VAE_OUTPUT_GAIN)
+    brighten(vae)
     return {
         "unet": unet,
         "vae": vae,
@@ -116,8 +102,4 @@ def _components() -> dict[str, object]:
 
 def build_sdxl(path: Path) -> Path:
     """Build the tiny random SDXL pipeline, ``save_pretrained`` it into ``path`` and return ``path``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        pipe = StableDiffusionXLPipeline(**_components())
-    pipe.save_pretrained(path)
-    return path
+    return seeded_save(lambda: StableDiffusionXLPipeline(**_components()), path)

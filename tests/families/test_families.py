@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from diffusers import AutoPipelineForText2Image, LCMScheduler
+from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image, LCMScheduler
 from PIL import Image
 
 from bot.config import ModelSettings, Settings
@@ -103,6 +103,39 @@ def test_batch_tiles_are_the_plain_solo_runs(loaded: Loaded) -> None:
         assert np.abs(tile - loaded.solo(PROMPT, seed)).max() <= TOLERANCE, f"seed {seed}"
 
 
+def test_image_to_image_where_diffusers_maps_the_family(loaded: Loaded) -> None:
+    """Upscale and vary draw from an image on the image-to-image pipeline ``from_pipe`` builds on the loaded
+    weights: tile *i* is what a plain diffusers img2img call with its seed gives; families without one refuse."""
+    start = loaded.pipeline.generate(loaded.params((PROMPT, 5))).images[0]
+    params = loaded.params((PROMPT, 21), (PROMPT, 22))
+    if not loaded.pipeline.image_to_image:
+        with pytest.raises(ValueError, match="no image-to-image pipeline"):
+            loaded.pipeline.generate(params, image=start, strength=0.5)
+        return
+    output = loaded.pipeline.generate(params, image=start, strength=0.5)
+    assert [image.size for image in output.images] == [loaded.tiny.size] * 2
+    assert pixels(output.images[0]).tobytes() != pixels(output.images[1]).tobytes()
+    plain = AutoPipelineForImage2Image.from_pipe(loaded.plain)
+    plain.set_progress_bar_config(disable=True)
+    size = {"width": loaded.width, "height": loaded.height} if "width" in vars_of_call(plain) else {}
+    solo = plain(
+        prompt=[PROMPT],
+        image=[start],
+        strength=0.5,
+        generator=[torch.Generator("cpu").manual_seed(22)],
+        num_inference_steps=STEPS,
+        **size,
+        **loaded.tiny.plain,
+    ).images[0]
+    assert np.abs(pixels(output.images[1]) - pixels(solo)).max() <= TOLERANCE
+
+
+def vars_of_call(pipe: Any) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(type(pipe).__call__).parameters)
+
+
 def test_a_refine_job_reruns_one_seed_per_suffix(loaded: Loaded) -> None:
     request = JobRequest(
         kind=JobKind.REFINE,
@@ -159,6 +192,7 @@ def test_a_negative_prompt_is_honoured_or_the_member_is_told(loaded: Loaded) -> 
 
 def test_the_token_notice_uses_the_reading_encoder(loaded: Loaded) -> None:
     limit = loaded.pipeline.prompt_limit
+    assert limit is not None
     assert limit.max_prompt_tokens == loaded.tiny.tokens
     assert limit.prompt_overflow(PROMPT) is None
     long = " ".join(f"word{i}" for i in range(1500))
@@ -168,3 +202,49 @@ def test_the_token_notice_uses_the_reading_encoder(loaded: Loaded) -> None:
     assert alone is not None
     for prompt in (PROMPT, long, "a " * 70 + "tail"):
         assert alone.prompt_overflow(prompt) == limit.prompt_overflow(prompt)
+
+
+def test_compile_wraps_the_transformer_of_a_transformer_family(tmp_path: Path) -> None:
+    """model.compile on a family without a UNet: the transformer and the VAE decoder are compiled (dynamo's
+    capture-only backend here: inductor's C++ build is too slow for CI), and the pictures do not change."""
+    tiny = next(f for f in FAMILIES if f.name == "flux-dev")
+    folder = tiny.build(tmp_path / "model")
+    eager = Pipeline.load(ModelSettings(id=str(folder), device="cpu"))
+    compiled = Pipeline.load(ModelSettings(id=str(folder), device="cpu", compile=True, compile_backend="eager"))
+    assert any(option.startswith("compile(transformer, eager") for option in compiled.info.speed)
+    assert not any(option in ("sdpa", "classic", "channels_last", "fuse_qkv") for option in compiled.info.speed)
+    params = GenParams(tiles=(Tile(PROMPT, 3), Tile(PROMPT, 4)), negative="", steps=STEPS, guidance=3.5,
+                       width=tiny.size[0], height=tiny.size[1])  # fmt: skip
+    for mine, plain in zip(compiled.generate(params).images, eager.generate(params).images, strict=True):
+        assert np.abs(pixels(mine) - pixels(plain)).max() <= TOLERANCE
+
+
+def test_an_unknown_pipeline_runs_with_its_own_defaults_and_no_preview(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """LatentConsistencyModelPipeline (a distilled LCM model) is no family seedgrid knows: it runs with its
+    own defaults (4 steps, guidance 8.5), no negative prompt (its __call__ takes none), no preview."""
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler, UNet2DConditionModel
+
+    from tests.families.parts import seeded_save
+    from tests.tiny_model import _components, _tokenizer
+
+    def make() -> LatentConsistencyModelPipeline:
+        parts = _components(_tokenizer(), safety_checker=False)
+        config = {k: v for k, v in dict(parts["unet"].config).items() if not k.startswith("_")}  # type: ignore[attr-defined]
+        parts["unet"] = UNet2DConditionModel(**{**config, "time_cond_proj_dim": 32})  # the guidance embedding
+        parts["scheduler"] = LCMScheduler.from_config(parts["scheduler"].config)  # type: ignore[attr-defined]
+        parts.pop("requires_safety_checker")
+        return LatentConsistencyModelPipeline(**parts)  # type: ignore[arg-type]
+
+    folder = seeded_save(make, tmp_path / "lcm")
+    with caplog.at_level(logging.WARNING, logger="bot.diffusion.families"):
+        pipeline = Pipeline.load(ModelSettings(id=str(folder), device="cpu"))
+    assert "LatentConsistencyModelPipeline is not a pipeline family seedgrid knows" in caplog.text
+    family = pipeline.family
+    assert (family.name, family.steps, family.guidance, family.preview) == ("generic", 4, 8.5, False)
+    assert not family.negative_used(8.5)
+    previews: list[bytes] = []
+    params = GenParams(tiles=(Tile(PROMPT, 1),), negative="ignored", steps=2, guidance=8.5, width=64, height=64)
+    output = pipeline.generate(params, on_preview=lambda _, image: previews.append(image), preview_every=1)
+    assert output.images[0].size == (64, 64) and previews == []

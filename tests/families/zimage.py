@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
 from transformers import Qwen3Config, Qwen3Model
 
 from tests.families.flux import LATENT_CHANNELS, flux_vae
+from tests.families.parts import seeded_save
 from tests.families.tokenizers import qwen2_tokenizer
 
 TINY_SIZE: tuple[int, int] = (16, 16)
@@ -92,8 +92,4 @@ def build_z_image(path: Path) -> Path:
     ``guidance_scale=0`` (Turbo's setting) runs one transformer pass per step; ``guidance_scale > 0``
     runs CFG against ``negative_prompt`` (default ``""``).
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        pipe = ZImagePipeline(**_components())  # type: ignore[arg-type]
-    pipe.save_pretrained(path)
-    return path
+    return seeded_save(lambda: ZImagePipeline(**_components()), path)  # type: ignore[arg-type]

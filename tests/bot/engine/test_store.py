@@ -98,3 +98,47 @@ async def test_a_version_3_file_is_migrated_in_place(tmp_path: Path) -> None:
     async with opened(path) as store:
         again = await store.get_job(1)
         assert again is not None and again.message_id == 10 and again.reply_token is None  # cleared once posted
+
+
+V5_SCHEMA = V3_SCHEMA.replace(
+    "delivered_at REAL, policy TEXT NOT NULL DEFAULT 'allow'",
+    "delivered_at REAL, policy TEXT NOT NULL DEFAULT 'allow', delivery_started_at REAL, reply_token TEXT,"
+    " reply_token_at REAL, model TEXT NOT NULL DEFAULT '', model_id TEXT NOT NULL DEFAULT ''",
+).replace("PRAGMA user_version = 3;", "PRAGMA user_version = 5;")
+
+
+async def test_a_version_5_file_gains_the_recipes_table(tmp_path: Path) -> None:
+    """Recipes are kept per job (and found by the job's message); older jobs simply have none, and gain the
+    columns of jobs drawn from a source tile."""
+    path = tmp_path / "v5.db"
+    async with aiosqlite.connect(path) as db:
+        await db.executescript(V5_SCHEMA)
+        await db.commit()
+    async with opened(path) as store:
+        old = await store.get_job(1)
+        assert old is not None and (old.request.strength, old.request.source) == (0.0, "")  # drawn from noise
+        assert await store.get_recipe(1) is None
+        assert await store.recipe_of_message(8) is None
+        await store.set_recipe(1, '{"kind": "imagine"}')
+        await store.set_recipe(1, '{"kind": "imagine", "again": true}')  # a re-run replaces it
+    async with aiosqlite.connect(path) as db, db.execute("PRAGMA user_version") as cursor:
+        assert await cursor.fetchone() == (SCHEMA_VERSION,) == (6,)
+    async with opened(path) as store:
+        assert await store.get_recipe(1) == '{"kind": "imagine", "again": true}'
+        assert await store.recipe_of_message(8) == (1, '{"kind": "imagine", "again": true}')
+        assert await store.recipe_of_message(9) is None
+
+
+async def test_a_job_drawn_from_a_source_tile_survives_reopening(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from bot.jobs import JobKind
+
+    request = replace(
+        imagine_request(SD15, prompt="a cat", seed=41), kind=JobKind.VARY, strength=0.4, source='{"kind": "x"}'
+    )
+    async with opened(tmp_path / "db.sqlite") as store:
+        job = await store.create_job(request)
+    async with opened(tmp_path / "db.sqlite") as store:
+        again = await store.get_job(job.id)
+        assert again is not None and again.request == request

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.timeout(120)
 
 async def silent_for(client: aioredis.Redis, keys: Keys, seconds: float) -> None:
     async def idle() -> bool:
-        pending = await client.xpending_range(keys.jobs, keys.group, min="-", max="+", count=10)
+        pending = await client.xpending_range(keys.jobs_for("model"), keys.group, min="-", max="+", count=10)
         return bool(pending) and all(entry["time_since_delivered"] > seconds * 1000 for entry in pending)
 
     await polling.until(idle, within=30, every=0.05, what=f"pending jobs idle for {seconds} s")
@@ -47,7 +47,7 @@ async def redis_settings(redis_server: RedisServer, tiny_model: Path, tmp_path: 
 
 @pytest.fixture
 async def dispatcher(redis_settings: Settings) -> AsyncIterator[tuple[RedisBackend, aioredis.Redis]]:
-    backend = RedisBackend(redis_settings.redis, redis_settings.executor)
+    backend = RedisBackend(redis_settings.redis, Catalogue.resolve(redis_settings), redis_settings.executor)
     await backend.start()
     client = await connect(redis_settings.redis)
     yield backend, client
@@ -86,12 +86,12 @@ async def test_a_worker_s_endpoint_reports_its_claims_and_dead_letters(
         claimed = bot_side.submit(Job(1, a_request(1, steps=1)))
         lost = bot_side.submit(Job(2, a_request(2, steps=1)))
         await polling.until(lambda: len(bot_side.running) == 2, within=30, what="both jobs handed out")
-        taken = await client.xreadgroup(keys.group, "doomed", {keys.jobs: ">"}, count=2, block=5000)
+        taken = await client.xreadgroup(keys.group, "doomed", {keys.jobs_for("model"): ">"}, count=2, block=5000)
         assert len(taken[0][1]) == 2
         await silent_for(client, keys, 1.0)
         # job 2 was taken over once more by a worker that died too: its second delivery, the last allowed
         again = await client.xclaim(
-            keys.jobs, keys.group, "second-victim", min_idle_time=0, message_ids=[taken[0][1][1][0]]
+            keys.jobs_for("model"), keys.group, "second-victim", min_idle_time=0, message_ids=[taken[0][1][1][0]]
         )
         assert again
         await silent_for(client, keys, 1.0)

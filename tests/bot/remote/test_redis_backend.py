@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from bot.config import RedisSettings, Settings, parse_settings
 from bot.diffusion.renderer import PipelineRenderer
 from bot.engine import Cancelled, Done, Engine, Failed, Interrupted, JobHandle, LocalBackend, Progress, Queued, Started
+from bot.engine.models import Catalogue
 from bot.inputs import imagine_request
 from bot.jobs import Job
 from bot.remote.connection import RedisUnavailableError, connect, redact
@@ -50,10 +51,20 @@ async def worker_backends(settings: Settings) -> AsyncIterator[list[LocalBackend
         await local.close(grace=0)
 
 
-def redis_settings(server: RedisServer, tmp_path: Path, **options: Any) -> Settings:
-    text = config_text(Path("unused-model"), tmp_path / "db.sqlite", extra=redis_extra(server.url, server.prefix()))
+def redis_settings(server: RedisServer, model: Path, tmp_path: Path, **options: Any) -> Settings:
+    """The session's tiny model on the redis backend: the bot's catalogue names it as the workers do."""
+    text = config_text(model, tmp_path / "db.sqlite", extra=redis_extra(server.url, server.prefix()))
     settings = parse_settings(text)
     return dataclasses.replace(settings, redis=dataclasses.replace(settings.redis, **options))
+
+
+def dispatcher_of(settings: Settings, **options: Any) -> RedisBackend:
+    return RedisBackend(settings.redis, Catalogue.resolve(settings), settings.executor, **options)
+
+
+def jobs_of(settings: Settings) -> str:
+    """The job stream of the (one) configured model."""
+    return Keys(settings.redis.prefix).jobs_for(settings.model_entries[0].name)
 
 
 def a_job(settings: Settings, job_id: int, *, user: int = 1, steps: int = 2, size: str = "small") -> Job:
@@ -91,7 +102,7 @@ class Workers:
 async def backend(
     settings: Settings, backends: Sequence[LocalBackend], workers: int = 1
 ) -> AsyncIterator[tuple[RedisBackend, Workers]]:
-    dispatcher = RedisBackend(settings.redis, settings.executor)
+    dispatcher = dispatcher_of(settings)
     await dispatcher.start()
     pool = Workers(settings, backends)
     try:
@@ -114,22 +125,22 @@ async def until(condition: Any, dispatcher: RedisBackend | None = None) -> None:
         await asyncio.sleep(0.05)
 
 
-async def pending_idle(client: aioredis.Redis, keys: Keys, seconds: float) -> None:
-    """Until every pending job has gone unacknowledged for over ``seconds`` by Redis's own clock
-    (what a worker that stopped sending heartbeats looks like)."""
+async def pending_idle(client: aioredis.Redis, keys: Keys, jobs: str, seconds: float) -> None:
+    """Until every pending job of the stream ``jobs`` has gone unacknowledged for over ``seconds`` by
+    Redis's own clock (what a worker that stopped sending heartbeats looks like)."""
 
     async def idle() -> bool:
-        pending = await client.xpending_range(keys.jobs, keys.group, min="-", max="+", count=10)
+        pending = await client.xpending_range(jobs, keys.group, min="-", max="+", count=10)
         return bool(pending) and all(entry["time_since_delivered"] > seconds * 1000 for entry in pending)
 
     await polling.until(idle, within=30, every=0.05, what=f"pending jobs idle for {seconds} s")
 
 
-async def consumer_idle(client: aioredis.Redis, keys: Keys, name: str, seconds: float) -> None:
-    """Until the consumer ``name`` has done nothing for over ``seconds`` by Redis's own clock."""
+async def consumer_idle(client: aioredis.Redis, keys: Keys, jobs: str, name: str, seconds: float) -> None:
+    """Until the consumer ``name`` of the stream ``jobs`` has done nothing for over ``seconds`` (Redis's clock)."""
 
     async def idle() -> bool:
-        consumers = await client.xinfo_consumers(keys.jobs, keys.group)
+        consumers = await client.xinfo_consumers(jobs, keys.group)
         return any(c["name"] == name.encode() and c["idle"] > seconds * 1000 for c in consumers)
 
     await polling.until(idle, within=30, every=0.05, what=f"consumer {name} idle for {seconds} s")
@@ -140,9 +151,9 @@ async def events_of(handle: JobHandle) -> list[Any]:
 
 
 async def test_a_job_through_redis_gives_the_bytes_of_the_local_backend(
-    redis_server: RedisServer, tmp_path: Path, worker_backends: list[LocalBackend], engine: Engine
+    redis_server: RedisServer, tiny_model: Path, tmp_path: Path, worker_backends: list[LocalBackend], engine: Engine
 ) -> None:
-    settings = redis_settings(redis_server, tmp_path)
+    settings = redis_settings(redis_server, tiny_model, tmp_path)
     job = a_job(settings, 1, steps=3)
     local = await (await engine.submit(job.request)).result()
     async with backend(settings, worker_backends) as (dispatcher, _):
@@ -159,10 +170,10 @@ async def test_a_job_through_redis_gives_the_bytes_of_the_local_backend(
 
 
 async def test_nothing_accumulates_and_the_tiles_come_when_asked_for(
-    redis_server: RedisServer, tmp_path: Path, worker_backends: list[LocalBackend]
+    redis_server: RedisServer, tiny_model: Path, tmp_path: Path, worker_backends: list[LocalBackend]
 ) -> None:
-    settings = redis_settings(redis_server, tmp_path)
-    dispatcher = RedisBackend(settings.redis, settings.executor, want_tiles=True)
+    settings = redis_settings(redis_server, tiny_model, tmp_path)
+    dispatcher = dispatcher_of(settings, want_tiles=True)
     await dispatcher.start()
     pool = Workers(settings, worker_backends)
     await pool.add(0)
@@ -176,21 +187,21 @@ async def test_nothing_accumulates_and_the_tiles_come_when_asked_for(
     client = await connect(settings.redis)
     try:
         keys = dispatcher.keys
-        assert await client.xlen(keys.jobs) == 0  # acknowledged and deleted
+        assert await client.xlen(jobs_of(settings)) == 0  # acknowledged and deleted
         assert await client.hlen(keys.inflight_of("bot")) == 0
         for i in range(1, 4):
             for key in (keys.events(i), keys.result(i)):
                 assert 0 < await client.ttl(key) <= KEEP_AFTER_READ  # read by the bot: kept briefly
         assert await client.zcard(keys.workers) == 0  # the worker left cleanly
-        assert (await client.xinfo_groups(keys.jobs))[0]["consumers"] == 0
+        assert (await client.xinfo_groups(jobs_of(settings)))[0]["consumers"] == 0
     finally:
         await client.aclose()
 
 
 async def test_fair_order_and_queue_positions_hold_across_redis(
-    redis_server: RedisServer, tmp_path: Path, worker_backends: list[LocalBackend]
+    redis_server: RedisServer, tiny_model: Path, tmp_path: Path, worker_backends: list[LocalBackend]
 ) -> None:
-    settings = redis_settings(redis_server, tmp_path)
+    settings = redis_settings(redis_server, tiny_model, tmp_path)
     async with backend(settings, worker_backends) as (dispatcher, _):
         heavy = [dispatcher.submit(a_job(settings, i, user=1, steps=4)) for i in range(1, 5)]
         await heavy[0].started.wait()
@@ -211,9 +222,9 @@ async def test_fair_order_and_queue_positions_hold_across_redis(
 
 
 async def test_cancel_reaches_the_worker_and_stops_the_job_at_the_next_step(
-    redis_server: RedisServer, tmp_path: Path, worker_backends: list[LocalBackend]
+    redis_server: RedisServer, tiny_model: Path, tmp_path: Path, worker_backends: list[LocalBackend]
 ) -> None:
-    settings = redis_settings(redis_server, tmp_path)
+    settings = redis_settings(redis_server, tiny_model, tmp_path)
     async with backend(settings, worker_backends) as (dispatcher, _):
         running = dispatcher.submit(a_job(settings, 1, steps=50))
         queued = dispatcher.submit(a_job(settings, 2, steps=2))
@@ -232,10 +243,10 @@ async def test_cancel_reaches_the_worker_and_stops_the_job_at_the_next_step(
 
 
 async def test_a_job_whose_worker_died_is_claimed_and_finished_by_another(
-    redis_server: RedisServer, tmp_path: Path, worker_backends: list[LocalBackend], engine: Engine
+    redis_server: RedisServer, tiny_model: Path, tmp_path: Path, worker_backends: list[LocalBackend], engine: Engine
 ) -> None:
-    settings = redis_settings(redis_server, tmp_path, claim_idle=1.0)
-    dispatcher = RedisBackend(settings.redis, settings.executor)
+    settings = redis_settings(redis_server, tiny_model, tmp_path, claim_idle=1.0)
+    dispatcher = dispatcher_of(settings)
     await dispatcher.start()
     client = await connect(settings.redis)
     keys = dispatcher.keys
@@ -248,7 +259,7 @@ async def test_a_job_whose_worker_died_is_claimed_and_finished_by_another(
         job = a_job(settings, 1, steps=3)
         handle = dispatcher.submit(job)
         await until(lambda: dispatcher.running == [job])
-        taken = await client.xreadgroup(keys.group, "doomed", {keys.jobs: ">"}, count=1, block=5000)
+        taken = await client.xreadgroup(keys.group, "doomed", {jobs_of(settings): ">"}, count=1, block=5000)
         assert taken and taken[0][1]
         await pool.add(1, name="survivor")
         outcome = await asyncio.wait_for(handle.wait(), 30)
@@ -257,7 +268,7 @@ async def test_a_job_whose_worker_died_is_claimed_and_finished_by_another(
         assert outcome.result.grid_png == local.grid_png  # re-run from the stored seeds: same images
         entries = await client.xrange(keys.events(1))
         assert [f[b"worker"] for _, f in entries if f[b"type"] == b"done"] == [b"survivor"]
-        assert await client.xlen(keys.jobs) == 0
+        assert await client.xlen(jobs_of(settings)) == 0
     finally:
         await pool.close()
         await dispatcher.close(grace=0)
@@ -265,9 +276,9 @@ async def test_a_job_whose_worker_died_is_claimed_and_finished_by_another(
 
 
 async def test_heartbeats_keep_a_slow_job_from_being_stolen(
-    redis_server: RedisServer, tmp_path: Path, worker_backends: list[LocalBackend]
+    redis_server: RedisServer, tiny_model: Path, tmp_path: Path, worker_backends: list[LocalBackend]
 ) -> None:
-    settings = redis_settings(redis_server, tmp_path, claim_idle=2.0)
+    settings = redis_settings(redis_server, tiny_model, tmp_path, claim_idle=2.0)
     async with backend(settings, worker_backends, workers=2) as (dispatcher, _):
         slow = dispatcher.submit(a_job(settings, 1, steps=50, size="large"))  # several times claim_idle here
         assert isinstance(await asyncio.wait_for(slow.wait(), 90), Done)
@@ -281,10 +292,10 @@ async def test_heartbeats_keep_a_slow_job_from_being_stolen(
 
 
 async def test_a_job_that_kills_its_workers_goes_to_the_dead_letter_stream(
-    redis_server: RedisServer, tmp_path: Path, worker_backends: list[LocalBackend]
+    redis_server: RedisServer, tiny_model: Path, tmp_path: Path, worker_backends: list[LocalBackend]
 ) -> None:
-    settings = redis_settings(redis_server, tmp_path, claim_idle=1.0, max_deliveries=2)
-    dispatcher = RedisBackend(settings.redis, settings.executor)
+    settings = redis_settings(redis_server, tiny_model, tmp_path, claim_idle=1.0, max_deliveries=2)
+    dispatcher = dispatcher_of(settings)
     await dispatcher.start()
     client = await connect(settings.redis)
     keys = dispatcher.keys
@@ -295,18 +306,20 @@ async def test_a_job_that_kills_its_workers_goes_to_the_dead_letter_stream(
         await until(lambda: len(dispatcher.workers) == 1, dispatcher)
         handle = dispatcher.submit(a_job(settings, 1))
         await until(lambda: bool(dispatcher.running))
-        assert await client.xreadgroup(keys.group, "first-victim", {keys.jobs: ">"}, count=1, block=5000)
-        await pending_idle(client, keys, settings.redis.claim_idle)  # the first victim is silent
-        claimed = await client.xautoclaim(keys.jobs, keys.group, "second-victim", min_idle_time=1000)
+        assert await client.xreadgroup(keys.group, "first-victim", {jobs_of(settings): ">"}, count=1, block=5000)
+        await pending_idle(client, keys, jobs_of(settings), settings.redis.claim_idle)  # the first victim is silent
+        claimed = await client.xautoclaim(jobs_of(settings), keys.group, "second-victim", min_idle_time=1000)
         assert claimed[1]  # delivered twice now, and both workers died
-        await pending_idle(client, keys, settings.redis.claim_idle)  # the second victim is silent too
+        await pending_idle(
+            client, keys, jobs_of(settings), settings.redis.claim_idle
+        )  # the second victim is silent too
         await pool.add(0, name="third")
         outcome = await asyncio.wait_for(handle.wait(), 30)
         assert isinstance(outcome, Failed)
         assert "set aside" in outcome.reason
         dead = await client.xrange(keys.dead)
         assert len(dead) == 1 and dead[0][1][b"deliveries"] == b"2"
-        assert await client.xlen(keys.jobs) == 0
+        assert await client.xlen(jobs_of(settings)) == 0
         after = dispatcher.submit(a_job(settings, 2))  # the survivor goes on
         assert isinstance(await asyncio.wait_for(after.wait(), 30), Done)
     finally:
@@ -316,13 +329,13 @@ async def test_a_job_that_kills_its_workers_goes_to_the_dead_letter_stream(
 
 
 async def test_a_restarted_bot_follows_the_jobs_it_had_handed_out(
-    redis_server: RedisServer, tmp_path: Path, worker_backends: list[LocalBackend]
+    redis_server: RedisServer, tiny_model: Path, tmp_path: Path, worker_backends: list[LocalBackend]
 ) -> None:
-    settings = redis_settings(redis_server, tmp_path)
+    settings = redis_settings(redis_server, tiny_model, tmp_path)
     pool = Workers(settings, worker_backends)
     await pool.add(0)
     try:
-        first = RedisBackend(settings.redis, settings.executor)
+        first = dispatcher_of(settings)
         await first.start()
         await until(lambda: len(first.workers) == 1, first)
         job = a_job(settings, 7, steps=20)
@@ -338,7 +351,7 @@ async def test_a_restarted_bot_follows_the_jobs_it_had_handed_out(
             await client.hset(first.keys.inflight_of("bot"), "99", "0")
         finally:
             await client.aclose()
-        second = RedisBackend(settings.redis, settings.executor)
+        second = dispatcher_of(settings)
         await second.start()
         client = await connect(settings.redis)
         try:
@@ -364,10 +377,10 @@ async def test_a_restarted_bot_follows_the_jobs_it_had_handed_out(
 
 
 async def test_jobs_wait_for_a_worker_that_joins_late(
-    redis_server: RedisServer, tmp_path: Path, worker_backends: list[LocalBackend]
+    redis_server: RedisServer, tiny_model: Path, tmp_path: Path, worker_backends: list[LocalBackend]
 ) -> None:
-    settings = redis_settings(redis_server, tmp_path)
-    dispatcher = RedisBackend(settings.redis, settings.executor)
+    settings = redis_settings(redis_server, tiny_model, tmp_path)
+    dispatcher = dispatcher_of(settings)
     await dispatcher.start()
     client = await connect(settings.redis)
     pool = Workers(settings, worker_backends)
@@ -377,7 +390,7 @@ async def test_jobs_wait_for_a_worker_that_joins_late(
         # dispatcher looked and found no worker"; half a second spans its passes on the submissions
         await asyncio.sleep(0.5)
         assert dispatcher.running == [] and dispatcher.queue_depth == 2  # kept in the bot's fair queue
-        assert await client.xlen(dispatcher.keys.jobs) == 0  # nothing handed out to Redis
+        assert await client.xlen(jobs_of(settings)) == 0  # nothing handed out to Redis
         await pool.add(0)
         await pool.add(1)
         outcomes = await asyncio.wait_for(asyncio.gather(*(h.wait() for h in handles)), 60)
@@ -427,7 +440,7 @@ def make_certificates(folder: Path) -> Path:
 
 
 async def test_a_job_over_tls_with_an_acl_user(
-    tmp_path: Path, worker_backends: list[LocalBackend], redis_server: RedisServer
+    tmp_path: Path, worker_backends: list[LocalBackend], redis_server: RedisServer, tiny_model: Path
 ) -> None:
     certs = make_certificates(tmp_path / "certs")
     port = free_port()
@@ -441,7 +454,7 @@ async def test_a_job_over_tls_with_an_acl_user(
         "--user", "seedgrid", "on", ">tls-secret", "~*", "&*", "+@all",
     ]  # fmt: skip
     with running_redis(tmp_path / "tls", args=args):
-        base = redis_settings(redis_server, tmp_path)
+        base = redis_settings(redis_server, tiny_model, tmp_path)
         url = f"rediss://seedgrid:tls-secret@127.0.0.1:{port}/0"
         settings = dataclasses.replace(
             base, redis=dataclasses.replace(base.redis, url=url, tls_ca_file=certs / "ca.crt")
@@ -456,20 +469,20 @@ async def test_a_job_over_tls_with_an_acl_user(
 
 
 async def test_consumers_of_dead_workers_are_forgotten(
-    redis_server: RedisServer, tmp_path: Path, worker_backends: list[LocalBackend]
+    redis_server: RedisServer, tiny_model: Path, tmp_path: Path, worker_backends: list[LocalBackend]
 ) -> None:
-    settings = redis_settings(redis_server, tmp_path, claim_idle=1.0)
-    keys = RedisBackend(settings.redis).keys
+    settings = redis_settings(redis_server, tiny_model, tmp_path, claim_idle=1.0)
+    keys, jobs = Keys(settings.redis.prefix), jobs_of(settings)
     client = await connect(settings.redis)
     pool = Workers(settings, worker_backends)
     try:
-        await client.xgroup_create(keys.jobs, keys.group, id="0", mkstream=True)
-        await client.xgroup_createconsumer(keys.jobs, keys.group, "killed-long-ago")
-        await consumer_idle(client, keys, "killed-long-ago", 3 * settings.redis.claim_idle)  # holding nothing
+        await client.xgroup_create(jobs, keys.group, id="0", mkstream=True)
+        await client.xgroup_createconsumer(jobs, keys.group, "killed-long-ago")
+        await consumer_idle(client, keys, jobs, "killed-long-ago", 3 * settings.redis.claim_idle)  # holding nothing
         await pool.add(0)
 
         async def names() -> list[bytes]:
-            return [c["name"] for c in await client.xinfo_consumers(keys.jobs, keys.group)]
+            return [c["name"] for c in await client.xinfo_consumers(jobs, keys.group)]
 
         deadline = asyncio.get_running_loop().time() + 10
         while b"killed-long-ago" in await names():
@@ -481,13 +494,13 @@ async def test_consumers_of_dead_workers_are_forgotten(
 
 
 async def test_a_worker_that_leaves_mid_job_hands_it_back_at_once(
-    redis_server: RedisServer, tmp_path: Path, worker_backends: list[LocalBackend], settings: Settings
+    redis_server: RedisServer, tiny_model: Path, tmp_path: Path, worker_backends: list[LocalBackend], settings: Settings
 ) -> None:
     # claim_idle is long: only the hand-back (not a timeout) can move the job this quickly
-    redis = redis_settings(redis_server, tmp_path, claim_idle=60.0)
+    redis = redis_settings(redis_server, tiny_model, tmp_path, claim_idle=60.0)
     leaving = LocalBackend({"cpu": partial(PipelineRenderer.load, settings.model, preview_every=0)}, settings.executor)
     await leaving.start()
-    dispatcher = RedisBackend(redis.redis, redis.executor)
+    dispatcher = dispatcher_of(redis)
     await dispatcher.start()
     client = await connect(redis.redis)
     pool = Workers(redis, worker_backends)
@@ -505,7 +518,7 @@ async def test_a_worker_that_leaves_mid_job_hands_it_back_at_once(
         entries = await client.xrange(dispatcher.keys.events(1))
         assert [f[b"worker"] for _, f in entries if f[b"type"] == b"started"] == [b"leaving", b"stays"]
         assert asyncio.get_running_loop().time() - left < 30  # well under claim_idle (60 s)
-        consumers = {c["name"]: c["pending"] for c in await client.xinfo_consumers(dispatcher.keys.jobs, "workers")}
+        consumers = {c["name"]: c["pending"] for c in await client.xinfo_consumers(jobs_of(redis), "workers")}
         assert consumers.get(b"leaving", 0) == 0  # holds nothing (a later sweep forgets the name)
     finally:
         await pool.close()
@@ -516,14 +529,14 @@ async def test_a_worker_that_leaves_mid_job_hands_it_back_at_once(
 
 
 async def test_workers_recover_when_redis_loses_its_data(
-    redis_server: RedisServer, tmp_path: Path, worker_backends: list[LocalBackend]
+    redis_server: RedisServer, tiny_model: Path, tmp_path: Path, worker_backends: list[LocalBackend]
 ) -> None:
-    settings = redis_settings(redis_server, tmp_path)
+    settings = redis_settings(redis_server, tiny_model, tmp_path)
     async with backend(settings, worker_backends) as (dispatcher, _):
         assert isinstance(await dispatcher.submit(a_job(settings, 1)).wait(), Done)
         client = await connect(settings.redis)
         try:
-            await client.delete(dispatcher.keys.jobs)  # what a Redis restart without appendonly does
+            await client.delete(jobs_of(settings))  # what a Redis restart without appendonly does
         finally:
             await client.aclose()
         again = dispatcher.submit(a_job(settings, 2))

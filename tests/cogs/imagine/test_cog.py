@@ -21,6 +21,7 @@ from cogs.client import SeedgridBot
 from tests.cogs.conftest import JSON, buttons, has_grid, replying_to
 from tests.conftest import config_text
 from tests.fakediscord import FakeDiscord
+from tests.presets import preset_of
 
 ROOT = Path(__file__).parents[3]
 DEFERRED_CHANNEL_MESSAGE, DEFERRED_UPDATE_MESSAGE, MODAL = 5, 6, 9
@@ -48,7 +49,8 @@ async def imagine(fake: FakeDiscord, **options: object) -> JSON:
 async def test_imagine_posts_one_numbered_grid_with_buttons(fake: FakeDiscord, bot: SeedgridBot) -> None:
     message = await imagine(fake, prompt="a lighthouse at dusk", seed=42, steps=3, guidance=6.5, size="small")
 
-    assert [b["label"] for b in buttons(message)] == ["1", "2", "3", "4", "Re-roll"]
+    assert [b["label"] for b in buttons(message)] == ["1", "2", "3", "4", "Re-roll", "U1", "U2", "U3", "U4"]
+    assert [len(row["components"]) for row in message["components"]] == [5, 4]  # type: ignore[attr-defined]
     embed = message["embeds"][0]  # type: ignore[index]
     assert embed["title"] == "a lighthouse at dusk"
     assert embed_field(message, "Seeds") == "**1** 42 · **2** 43 · **3** 44 · **4** 45"
@@ -123,7 +125,7 @@ async def test_tile_button_modal_and_refined_reply(fake: FakeDiscord, bot: Seedg
     submit = await fake.submit_modal(fake.member, click, {field["custom_id"]: ", artsy\n\n in the rain\n"})
     assert (await submit.wait_response()).type == DEFERRED_UPDATE_MESSAGE
     reply = await fake.wait_for_message(replying_to(parent["id"]), timeout=60)  # type: ignore[arg-type]
-    assert [b["label"] for b in buttons(reply)] == ["1", "2"]
+    assert [b["label"] for b in buttons(reply)] == ["1", "2", "U1", "U2"]
     assert embed_field(reply, "Seed") == "9"
     assert f"<@{fake.member.user.id}>" in reply["content"]  # type: ignore[operator]
     posted, grid = image(fake, reply)
@@ -140,6 +142,10 @@ async def test_tile_button_modal_and_refined_reply(fake: FakeDiscord, bot: Seedg
         width=64,
         height=64,
         suffixes=(", artsy", " in the rain"),
+        model=preset_of(bot.settings).name,  # named in the recipe the PNG carries, with the parent tile
+        model_id=preset_of(bot.settings).id,
+        parent_job=int(reply["embeds"][0]["title"].split()[4].rstrip(",")),
+        parent_tile=3,
     )
     assert (await (await engine.submit(direct)).result()).grid_png == posted
 
@@ -151,7 +157,7 @@ async def test_tile_button_modal_and_refined_reply(fake: FakeDiscord, bot: Seedg
     submit2 = await fake.submit_modal(fake.member, click2, {field2["custom_id"]: ", at night"})
     await submit2.wait_response()
     grandchild = await fake.wait_for_message(replying_to(reply["id"]), timeout=60)  # type: ignore[arg-type]
-    assert [b["label"] for b in buttons(grandchild)] == ["1"]
+    assert [b["label"] for b in buttons(grandchild)] == ["1", "U1"]
     assert "a small house in the rain" in grandchild["embeds"][0]["description"]  # type: ignore[index]
 
 
@@ -161,7 +167,7 @@ async def test_reroll_posts_new_seeds_as_a_reply(fake: FakeDiscord, bot: Seedgri
     click = await fake.click(fake.member, parent, reroll["custom_id"])  # type: ignore[arg-type]
     assert (await click.wait_response()).type == DEFERRED_UPDATE_MESSAGE
     reply = await fake.wait_for_message(replying_to(parent["id"]), timeout=60)  # type: ignore[arg-type]
-    assert [b["label"] for b in buttons(reply)] == ["1", "2", "3", "4", "Re-roll"]
+    assert [b["label"] for b in buttons(reply)] == ["1", "2", "3", "4", "Re-roll", "U1", "U2", "U3", "U4"]
     assert reply["embeds"][0]["title"] == "a teapot"  # type: ignore[index]
     assert embed_field(reply, "Seeds") != embed_field(parent, "Seeds")
     assert embed_field(reply, "Steps") == "2"

@@ -21,7 +21,17 @@ from hypothesis import strategies as st
 
 from bot.inputs import imagine_request
 from bot.jobs import Job
-from cogs.imagine._views import BUTTONS, CancelButton, JobButton, RerollButton, TileButton, grid_view
+from cogs.imagine._views import (
+    BUTTONS,
+    CancelButton,
+    JobButton,
+    RerollButton,
+    TileButton,
+    UpscaleButton,
+    VaryStrongButton,
+    VarySubtleButton,
+    grid_view,
+)
 from tests.presets import SD15
 
 JOB_IDS = st.integers(min_value=1, max_value=10**18 - 1)
@@ -149,6 +159,9 @@ POSTED = [
     ("sg:tile:123:4", TileButton, 123, 4),
     ("sg:reroll:123", RerollButton, 123, None),
     ("sg:cancel:123", CancelButton, 123, None),
+    ("sg:upscale:123:2", UpscaleButton, 123, 2),
+    ("sg:vary-subtle:123:1", VarySubtleButton, 123, 1),
+    ("sg:vary-strong:123:1", VaryStrongButton, 123, 1),
 ]
 
 
@@ -169,3 +182,27 @@ async def test_grid_view_buttons_carry_job_and_tile() -> None:
     assert ids == [f"sg:tile:{job.id}:{n}" for n in range(1, 5)] + [f"sg:reroll:{job.id}"]
     assert all(len(i) <= 100 for i in ids)
     assert [item.item.label for item in view.children] == ["1", "2", "3", "4", "Re-roll"]  # type: ignore[attr-defined]
+
+
+async def test_a_model_that_draws_from_images_gets_the_upscale_row() -> None:
+    job = Job(42, imagine_request(SD15, prompt="x", seed=1))
+    view = grid_view(job, 4, image_to_image=True)
+    ids = [item.custom_id for item in view.children]  # type: ignore[attr-defined]
+    assert ids[5:] == [f"sg:upscale:42:{n}" for n in range(1, 5)]
+    assert [item.item.row for item in view.children] == [None] * 5 + [1] * 4  # type: ignore[attr-defined]
+    assert [item.item.label for item in view.children][5:] == ["U1", "U2", "U3", "U4"]  # type: ignore[attr-defined]
+
+
+async def test_an_upscale_offers_vary_and_refine() -> None:
+    from dataclasses import replace
+
+    from bot.jobs import JobKind
+
+    request = replace(
+        imagine_request(SD15, prompt="x", seed=1), kind=JobKind.UPSCALE, source="{}", strength=0.35, parent_job=7
+    )
+    view = grid_view(Job(43, request), 1, image_to_image=True)
+    ids = [item.custom_id for item in view.children]  # type: ignore[attr-defined]
+    assert ids == ["sg:vary-subtle:43:1", "sg:vary-strong:43:1", "sg:tile:43:1"]
+    labels = [item.item.label for item in view.children]  # type: ignore[attr-defined]
+    assert labels == ["Vary (subtle)", "Vary (strong)", "Refine"]
