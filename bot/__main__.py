@@ -206,10 +206,10 @@ def request_from_args(settings: Settings, args: argparse.Namespace, models: Cata
     return replace(request, kind=JobKind.REFINE, suffixes=suffixes)
 
 
-async def _imagine(settings: Settings, request: JobRequest, out: Path) -> int:
+async def _imagine(settings: Settings, request: JobRequest, out: Path, models: Catalogue) -> int:
     from bot.engine import Engine
 
-    engine = await Engine.open(settings, database=":memory:", scope=_cli_scope(), want_tiles=True)
+    engine = await Engine.open(settings, database=":memory:", scope=_cli_scope(), want_tiles=True, models=models)
     try:
         await _await_workers(engine)
         handle = await engine.submit(request)
@@ -361,9 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_check(settings))
         if args.command == "worker":
             return asyncio.run(_worker(settings, args))
+        models = Catalogue.resolve(settings)  # read once: the request's checks and the engine share it
         if args.command in ("reproduce", "upscale", "vary"):
-            return asyncio.run(_imagine(settings, request_from_file(settings, args), args.out))
-        return asyncio.run(_imagine(settings, request_from_args(settings, args), args.out))
+            request = request_from_file(settings, args, models)
+        else:
+            request = request_from_args(settings, args, models)
+        return asyncio.run(_imagine(settings, request, args.out, models))
     except (ConfigError, UserInputError, CommandLineError, RedisUnavailableError) as exc:
         print(f"seedgrid: error: {exc}", file=sys.stderr)
         return 2

@@ -127,11 +127,13 @@ class Engine:
         scope: str = "bot",
         want_tiles: bool | None = None,
         observer: Observer | None = None,
+        models: Catalogue | None = None,
     ) -> Engine:
         """Open the store and start the backend: load the model in its device thread (``local``), or
         connect to Redis and hand jobs to the workers there (``redis``; ``scope`` keeps the keys of a
         command-line run apart from the bot's; ``want_tiles``: have workers send the separate tiles)."""
-        models = await asyncio.to_thread(Catalogue.resolve, settings)  # a ConfigError stops here, before any load
+        if models is None:  # a ConfigError stops here, before any load
+            models = await asyncio.to_thread(Catalogue.resolve, settings)
         store = await Store.open(settings.storage.database if database is None else database)
         backend: Backend
         if settings.executor.backend == "redis":
@@ -363,7 +365,7 @@ class Engine:
     async def _set_server(self, guild_id: int, name: str, value: object, *, by: int) -> None:
         encoded = None if value is None else json.dumps(value)
         await self._store.set_server_setting(guild_id, name, encoded, by=by)
-        rows = [(n, v) for g, n, v in await self._store.server_settings() if g == guild_id]
+        rows = [(n, v) for _, n, v in await self._store.server_settings(guild_id)]
         self._servers[guild_id] = ServerSettings.from_rows(rows)
         log.info("server %d: %s set to %s by %d", guild_id, name, "(file default)" if value is None else value, by)
 

@@ -294,9 +294,13 @@ class Store:
             rows = await cursor.fetchall()
         return [_job_from_row(r) for r in rows]
 
-    async def server_settings(self) -> list[tuple[int, str, str]]:
-        """Every server's settings as ``(guild id, name, JSON value)`` (a few rows per server)."""
-        async with self._db.execute("SELECT guild_id, name, value FROM server_settings") as cursor:
+    async def server_settings(self, guild_id: int | None = None) -> list[tuple[int, str, str]]:
+        """Every server's settings (or one server's) as ``(guild id, name, JSON value)`` (a few rows per server)."""
+        query = "SELECT guild_id, name, value FROM server_settings"
+        args: tuple[int, ...] = ()
+        if guild_id is not None:
+            query, args = f"{query} WHERE guild_id = ?", (guild_id,)
+        async with self._db.execute(query, args) as cursor:
             rows = await cursor.fetchall()
         return [(int(guild), str(name), str(value)) for guild, name, value in rows]
 

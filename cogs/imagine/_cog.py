@@ -97,15 +97,18 @@ class ImagineCog(commands.Cog, name="Imagine"):
         layers = (await self.engine.preferences(interaction.user.id), self.engine.server(interaction.guild_id))
         try:
             preset = choose_model(self.engine.models, model or chosen_model(layers, self.engine.models))
-            filled = member_options(layers, preset, steps=steps, guidance=guidance, size=size, negative=negative)
+            # new names: the member's own negative and guidance are what model_notes speaks of
+            filled_steps, filled_guidance, filled_size, filled_negative = member_options(
+                layers, preset, steps=steps, guidance=guidance, size=size, negative=negative
+            )
             request = imagine_request(
                 preset,
                 prompt=prompt,
-                negative=filled[3],
+                negative=filled_negative,
                 seed=seed,
-                steps=filled[0],
-                guidance=filled[1],
-                size=filled[2],
+                steps=filled_steps,
+                guidance=filled_guidance,
+                size=filled_size,
                 **_origin(interaction),
             )
         except UserInputError as exc:
