@@ -1,7 +1,7 @@
 """``python -m benchmarks [--quick] [--out PATH] [--only NAME,...]``: the CPU suite; a table and a JSON file.
 
 Names: ack (1), lag (2), overhead (3), fairness (4), batching (5), memory (6), redis (7), soak (8),
-metrics (9), models (10).
+metrics (9), models (10), recipes (11).
 ack and lag come from the same run (the naive bot runs alongside them); overhead shares seedgrid's
 process with them. redis needs ``redis-server`` on PATH (without it: a row saying so).
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 from benchmarks._common import ROOT, Row, Section, build_model, describe_machine, machine, table
 
-NAMES = ("ack", "lag", "overhead", "fairness", "batching", "memory", "redis", "soak", "metrics", "models")
+NAMES = ("ack", "lag", "overhead", "fairness", "batching", "memory", "redis", "soak", "metrics", "models", "recipes")
 DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
 
 
@@ -80,6 +80,7 @@ async def _suite(want: set[str], quick: bool, workdir: Path) -> list[Section]:
         memory_bench,
         metrics_bench,
         models_bench,
+        recipes_bench,
         redis_bench,
         soak_bench,
     )
@@ -115,6 +116,9 @@ async def _suite(want: set[str], quick: bool, workdir: Path) -> list[Section]:
         plan_n = models_bench.QUICK if quick else models_bench.Plan()
         work_n = asyncio.to_thread(models_bench.run, workdir, plan_n, _log)
         sections += await _guarded("models", _one(work_n))
+    if "recipes" in want:
+        plan_c = recipes_bench.QUICK if quick else recipes_bench.Plan()
+        sections += await _guarded("recipes", _one(recipes_bench.run(model, workdir, plan_c, _log)))
     return sorted(sections, key=lambda s: order.get(s.name, len(order)))
 
 

@@ -321,9 +321,11 @@ def request_from_recipe(recipe: Recipe, models: Catalogue, *, max_side: int) -> 
         raise UserInputError("input.recipe_model", model=recipe.model or recipe.model_id or "?")
     if not preset.min_steps <= recipe.steps <= preset.max_steps:
         raise UserInputError("input.steps_range", min=preset.min_steps, max=preset.max_steps)
-    if max(recipe.width, recipe.height) > max_side:
-        reason = f"{recipe.width}×{recipe.height} is larger than {max_side} pixels a side"
-        raise UserInputError("input.recipe_unusable", reason=reason)
+    if preset.family.uses_guidance and not preset.min_guidance <= recipe.guidance <= preset.max_guidance:
+        raise UserInputError("input.guidance_range", min=preset.min_guidance, max=preset.max_guidance)
+    _check_chain(recipe, preset, max_side)
+    if recipe.source is not None and not preset.family.image_to_image:
+        raise UserInputError("input.no_image_to_image", model=preset.label)
     first = recipe.tiles[0]
     kind = JobKind(recipe.kind)
     consecutive = len(recipe.tiles) == 1 or (
@@ -336,7 +338,7 @@ def request_from_recipe(recipe: Recipe, models: Catalogue, *, max_side: int) -> 
         pass
     elif consecutive:
         kind = JobKind.VARY if kind is JobKind.VARY else JobKind.IMAGINE
-    elif all(t.seed == first.seed for t in recipe.tiles):
+    elif all(t.seed == first.seed for t in recipe.tiles) and len(recipe.tiles) <= MAX_SUFFIXES:
         kind, prompt, suffixes = JobKind.REFINE, "", tuple(t.prompt for t in recipe.tiles)
     else:
         raise UserInputError("input.recipe_unusable", reason="its tiles are neither a grid nor one seed refined")
@@ -359,6 +361,24 @@ def request_from_recipe(recipe: Recipe, models: Catalogue, *, max_side: int) -> 
         parent_job=recipe.parent_job,
         parent_tile=recipe.parent_tile,
     )
+
+
+def _check_chain(recipe: Recipe, preset: ModelPreset, max_side: int) -> None:
+    """The image and every source tile behind it: sizes the model can draw, prompts of a length a member could
+    have typed (a recipe may come from anyone's file)."""
+    level: Recipe | None = recipe
+    multiple = preset.family.size_multiple
+    while level is not None:
+        if max(level.width, level.height) > max_side:
+            reason = f"{level.width}×{level.height} is larger than {max_side} pixels a side"
+            raise UserInputError("input.recipe_unusable", reason=reason)
+        if level.width % multiple or level.height % multiple:
+            reason = f"{level.width}×{level.height} is not a multiple of {multiple} for {preset.label}"
+            raise UserInputError("input.recipe_unusable", reason=reason)
+        longest = max(len(t.prompt) for t in level.tiles)
+        if len(level.negative) > MAX_PROMPT_LENGTH or longest > MAX_REFINED_PROMPT_LENGTH:
+            raise UserInputError("input.recipe_unusable", reason="a prompt in it is too long")
+        level = level.source
 
 
 def recipe_from_parameters(parameters: Parameters, preset: ModelPreset) -> Recipe:

@@ -126,6 +126,12 @@ class JobRequest(Sampling):
     source: str = ""
     """The recipe (:class:`bot.imaging.recipe.Recipe` JSON) of the one tile this job is drawn from: upscale,
     vary, and refining such a job's tile. The source is drawn again from its recipe, so any worker can run it."""
+    locale: str = ""
+    """The Discord locale of the member who asked (``"ko"``, ``"en-US"``): the job's messages are in that
+    language. Empty when unknown (the CLI, jobs from before): the server's language, else English."""
+    private: bool = False
+    """Shown to the member only (``/preferences private``, where the server allows it): the job's message is
+    ephemeral, and after Discord's 15 minutes the outcome goes to the member's direct messages, never the channel."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.seed < SEED_LIMIT:

@@ -2,22 +2,27 @@
 
 Code never writes member-facing English inline: it names a key and its parameters, either
 rendered at once (:func:`text`) or carried as a :class:`Text` (by a refusal or an error, to be
-rendered where it is shown). This is the one place to reword a message, and the seam where a
-translation by locale will plug in (``text(key, locale=…)``) without touching the core.
+rendered where it is shown). This is the one place to reword a message.
 
+Every function takes an optional Discord ``locale`` (``"ko"``, ``"en-US"``, …): the sentence comes
+from that language's catalogue in :mod:`bot.locales` when it has the key, else from English.
 Parameters are ``str.format`` fields. A parameter that is itself a :class:`Text` is rendered in
 the same language. Log messages are not here: they are for the admin's terminal, in English.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
+from bot import locales
+
 ENGLISH: Final[Mapping[str, str]] = MappingProxyType(
     {
+        "text.verbatim": "{text}",
         # --- what members typed (bot.inputs) ---
         "input.what.prompt": "prompt",
         "input.what.negative": "negative prompt",
@@ -167,6 +172,8 @@ ENGLISH: Final[Mapping[str, str]] = MappingProxyType(
         "admin.status.median": " · **median time** {seconds:.1f} s",
         "admin.status.delivering": "**Waiting for delivery** {count} (Discord is slow or failing; retrying)",
         "admin.status.uptime": "**Uptime** {uptime}",
+        "duration.days": "{days}d {clock}",
+        "duration.clock": "{hours}h {minutes}m {seconds}s",
         "admin.queue.running": "▶️ job {job} · <@{user}> · running",
         "admin.queue.waiting": "{position}. job {job} · <@{user}>",
         "admin.queue.empty": "The queue is empty.",
@@ -203,6 +210,74 @@ ENGLISH: Final[Mapping[str, str]] = MappingProxyType(
         "settings.quota.set": "✅ Members with <@&{role}> may have {images} images drawn a day here.",
         "settings.quota.removed": "✅ <@&{role}> has no daily allowance any more.",
         "settings.line.quota": "**Daily allowance** <@&{role}> {images} images · set for this server",
+        # /settings: the server's further policies (bot.rules.server.POLICY_NAMES) and GPU allowances
+        "settings.quota.gpu_seconds": "GPU-seconds a day (0 to 1000000); leave it empty for no GPU limit",
+        "settings.quota.gpu_set": "✅ Members with <@&{role}> may use {seconds} GPU-seconds a day here.",
+        "settings.line.quota_gpu": "**Daily GPU allowance** <@&{role}> {seconds} GPU-seconds · set for this server",
+        "settings.blocklist.description": "Words or patterns refused in prompts here, on top of the config file's",
+        "settings.blocklist.action": "add, remove, or list this server's entries",
+        "settings.blocklist.entry": "A word or phrase, or re:<regular expression>",
+        "settings.blocklist.bad_entry": "A blocklist entry is one line of 1 to {max} characters.",
+        "settings.blocklist.no_regex": (
+            "Regular expressions (`re:`) belong in the bot's config file; here, write a word or a phrase."
+        ),
+        "settings.blocklist.need_entry": "Say which entry (the `entry` option).",
+        "settings.blocklist.full": "This server already has {max} blocklist entries; remove one first.",
+        "settings.blocklist.added": "✅ Prompts with {entry} are now refused here.",
+        "settings.blocklist.removed": "✅ {entry} is no longer on this server's blocklist.",
+        "settings.blocklist.missing": "{entry} is not on this server's blocklist.",
+        "settings.blocklist.list": "**This server's blocklist** (and the config file's {count} entries): {entries}",
+        "settings.blocklist.empty": "This server has no blocklist entries of its own (the config file has {count}).",
+        "settings.channels.description": "The channels where the bot works here (within the config file's)",
+        "settings.channels.action": "add or remove a channel, or clear the list (every channel again)",
+        "settings.channels.channel": "The channel",
+        "settings.channels.need_channel": "Say which channel (the `channel` option).",
+        "settings.channels.full": "This server already lists {max} channels.",
+        "settings.channels.added": "✅ The bot now works in <#{channel}> (and only the listed channels).",
+        "settings.channels.removed": "✅ <#{channel}> is no longer on the list.",
+        "settings.channels.cleared": "✅ The bot works in every channel the config file allows again.",
+        "settings.roles.description": "The roles a member needs to use the bot here (within the config file's)",
+        "settings.roles.action": "add or remove a role, or clear the list (everyone again)",
+        "settings.roles.role": "The role",
+        "settings.roles.need_role": "Say which role (the `role` option).",
+        "settings.roles.full": "This server already lists {max} roles.",
+        "settings.roles.added": "✅ Members with <@&{role}> may use the bot here (members need one listed role).",
+        "settings.roles.removed": "✅ <@&{role}> is no longer on the list.",
+        "settings.roles.cleared": "✅ Every member the config file allows may use the bot here again.",
+        "settings.buttons.description": "Who may press a grid's buttons (refine, re-roll, upscale, vary) here",
+        "settings.buttons.who": "anyone, author (the grid's member only), or file (the config file's choice)",
+        "settings.buttons.set": "✅ A grid's buttons here are now for: {who}.",
+        "settings.buttons.reset": "✅ Who may press a grid's buttons follows the config file again.",
+        "settings.suggestions.description": "The lines the refine form starts with here",
+        "settings.suggestions.lines": "Up to 4 lines separated by | ; leave it empty for the config file's",
+        "settings.suggestions.bad": "Write 1 to 4 non-empty lines separated by `|`.",
+        "settings.suggestions.set": "✅ The refine form here now starts with: {lines}",
+        "settings.suggestions.reset": "✅ The refine form follows the config file again.",
+        "settings.private.description": "Whether members may have their results shown to them only",
+        "settings.private.allowed": "True: members may choose private results (/preferences private)",
+        "settings.private.on": "✅ Members here may now have their results privately (/preferences private).",
+        "settings.private.off": "✅ Results here are posted in the channel for everyone again.",
+        "settings.line.blocklist.file": "**Blocklist** {count} entries · from the config file",
+        "settings.line.blocklist.server": "**Blocklist, this server's** {entries} · set for this server",
+        "settings.line.channels.file": "**Channels** {channels} · from the config file",
+        "settings.line.channels.server": "**Channels** {channels} · set for this server (within the file's)",
+        "settings.line.roles.file": "**Roles** {roles} · from the config file",
+        "settings.line.roles.server": "**Roles** {roles} · set for this server (within the file's)",
+        "settings.line.everywhere": "any",
+        "settings.list.more": "… and {count} more",
+        "settings.line.buttons.file": "**Grid buttons** {who} · from the config file",
+        "settings.line.buttons.server": "**Grid buttons** {who} · set for this server",
+        "settings.line.suggestions.file": "**Refine form lines** {lines} · from the config file",
+        "settings.line.suggestions.server": "**Refine form lines** {lines} · set for this server",
+        "settings.line.private.file": "**Private results** not allowed · the default",
+        "settings.line.private.server": "**Private results** allowed · set for this server",
+        "settings.who.anyone": "anyone",
+        "settings.who.author": "the member who made the grid",
+        "refused.server_channel": "This server's admins have not enabled the bot in this channel.",
+        "refused.server_role": "This server's admins have limited the bot to some roles, and you have none of them.",
+        "refused.gpu_quota": (
+            "You have used your {allowance} GPU-seconds for today here; your allowance comes back {resets}."
+        ),
         # --- /preferences and /quota (members) ---
         "prefs.group": "Your own defaults for /imagine",
         "prefs.show.description": "Your defaults, used when you leave an option empty",
@@ -216,6 +291,122 @@ ENGLISH: Final[Mapping[str, str]] = MappingProxyType(
         "quota.description": "How many images you have left today in this server",
         "quota.unlimited": "There is no daily allowance for you in this server.",
         "quota.left": "You have {left} of your {allowance} images left today; the allowance comes back {resets}.",
+        # /preferences private, and GPU allowances in /quota
+        "quota.gpu_left": (
+            "You have {left} of your {allowance} GPU-seconds left today; the allowance comes back {resets}."
+        ),
+        "quota.gpu_unlimited": "There is no daily GPU-seconds limit for you in this server.",
+        "prefs.private.description": "Have your results shown to you only, where the server allows it",
+        "prefs.private.value": "True: your grids (and what you make from them) are shown to you only",
+        "prefs.private.on": "✅ Your results are now shown to you only.",
+        "prefs.private.on_not_here": (
+            "✅ Saved. This server does not allow private results, so here yours are still posted for everyone."
+        ),
+        "prefs.private.off": "✅ Your results are posted in the channel again.",
+        "prefs.line.private.on": "**private results** on",
+        "prefs.line.private.off": "**private results** off",
+        "job.private_by_dm": "Your private result, sent here because Discord's 15 minutes to show it ran out:",
+        # --- names of commands, options and choices (bot.locales translate them; English is the code's) ---
+        # A name is at most 32 characters, lowercase, no spaces (context-menu names excepted).
+        "name.imagine": "imagine",
+        "name.seedgrid": "seedgrid",
+        "name.status": "status",
+        "name.queue": "queue",
+        "name.pause": "pause",
+        "name.resume": "resume",
+        "name.cancel": "cancel",
+        "name.settings": "settings",
+        "name.show": "show",
+        "name.default": "default",
+        "name.reset": "reset",
+        "name.nsfw": "nsfw",
+        "name.quota": "quota",
+        "name.preferences": "preferences",
+        "name.set": "set",
+        "name.prompt": "prompt",
+        "name.negative": "negative",
+        "name.seed": "seed",
+        "name.steps": "steps",
+        "name.guidance": "guidance",
+        "name.size": "size",
+        "name.model": "model",
+        "name.job": "job",
+        "name.name": "name",
+        "name.value": "value",
+        "name.channel": "channel",
+        "name.policy": "policy",
+        "name.role": "role",
+        "name.images": "images",
+        "choice.model": "model",
+        "choice.steps": "steps",
+        "choice.guidance": "guidance",
+        "choice.size": "size",
+        "choice.negative": "negative prompt",
+        "choice.allow": "allow",
+        "choice.blur": "blur",
+        "choice.spoiler": "spoiler",
+        "choice.file": "as the config file says",
+        # --- recipes: Show recipe and /reproduce ---
+        "name.show_recipe": "Show recipe",
+        "name.reproduce": "reproduce",
+        "name.image": "image",
+        "name.link": "link",
+        "reproduce.description": "Draw an image again from its recipe: a seedgrid PNG, or a link to a seedgrid message",
+        "reproduce.image": "A PNG seedgrid posted (or any PNG with AUTOMATIC1111 parameters)",
+        "reproduce.link": "A link to a seedgrid message (Copy Message Link)",
+        "recipe.give_one": "Give either an image or a message link: one of the two.",
+        "recipe.not_png": "{name} is not a PNG: attach the PNG seedgrid posted, as it was posted.",
+        "recipe.too_big": "{name} is {size:.1f} MB; a recipe image may be at most {limit:.0f} MB.",
+        "recipe.download_failed": "The attachment could not be downloaded; try again.",
+        "recipe.unreadable": (
+            "{name} carries no recipe seedgrid can read (copies re-encoded by Discord or an editor lose it): "
+            "use the original file, or a link to the message."
+        ),
+        "recipe.bad_link": "That is not a link to a Discord message (right-click the message → Copy Message Link).",
+        "recipe.other_server": "That message is in another server; reproduce images of this server here.",
+        "recipe.unknown_message": "That message has no recipe this bot knows of: it is not a finished seedgrid image.",
+        "recipe.not_ours": "This message was not posted by seedgrid, so it has no recipe.",
+        "recipe.none": (
+            "This message has no recipe: it is not a finished seedgrid image "
+            "(a progress message, a refusal, or an image from before recipes were kept)."
+        ),
+        "recipe.title": "Recipe of job {job} · {kind}",
+        "recipe.kind.imagine": "grid",
+        "recipe.kind.refine": "refined grid",
+        "recipe.kind.upscale": "upscale",
+        "recipe.kind.vary": "variation",
+        "recipe.tile": "**{index}** · seed {seed} · {prompt}",
+        "recipe.model": "Model",
+        "recipe.model_line": "{model} · {family} · `{model_id}`",
+        "recipe.settings": "Settings",
+        "recipe.settings_line": "{steps} steps · guidance {guidance:g} · {width}×{height} · sampler {sampler}",
+        "recipe.strength": "strength {strength:g}",
+        "recipe.negative": "Negative prompt",
+        "recipe.chain": "Chain",
+        "recipe.step": "{kind} · seed {seed} · {width}×{height}",
+        "recipe.step_parent": "tile {tile} of job {job}",
+        "recipe.this": "this image",
+        "recipe.cli": "Command line",
+        "recipe.cli_file": "Save the image as `{file}`, then:",
+        "recipe.cli_none": "The posted file was re-encoded to fit Discord's upload limit; /reproduce a link to it.",
+        "name.blocklist": "blocklist",
+        "name.channels": "channels",
+        "name.roles": "roles",
+        "name.buttons": "buttons",
+        "name.suggestions": "suggestions",
+        "name.private": "private",
+        "name.action": "action",
+        "name.entry": "entry",
+        "name.who": "who",
+        "name.lines": "lines",
+        "name.allowed": "allowed",
+        "name.gpu_seconds": "gpu_seconds",
+        "choice.add": "add",
+        "choice.remove": "remove",
+        "choice.list": "list",
+        "choice.clear": "clear",
+        "choice.anyone": "anyone",
+        "choice.author": "author only",
     }
 )
 
@@ -234,10 +425,60 @@ class Text:
         object.__setattr__(self, "params", MappingProxyType(params))
 
     def __str__(self) -> str:
-        return text(self.key, **self.params)
+        return self.render(None)
+
+    def render(self, locale: str | None) -> str:
+        """This message in ``locale``'s language (English where that language lacks it)."""
+        return text(self.key, locale=locale, **self.params)
+
+    def to_json(self) -> str:
+        """The key and parameters, to store or send (parameters that are texts are kept as texts)."""
+        return json.dumps({"key": self.key, "params": _params_json(self.params)}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str) -> Text:
+        """What :meth:`to_json` wrote; anything else (a sentence stored by an older version, a key
+        this version lacks) is kept verbatim, so nothing is lost."""
+        try:
+            body = json.loads(raw)
+            return cls(body["key"], **_params_from_json(body["params"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return cls("text.verbatim", text=raw)
 
 
-def text(key: str, /, **params: object) -> str:
-    """The message ``key`` with its parameters filled in."""
-    rendered = {name: str(value) if isinstance(value, Text) else value for name, value in params.items()}
-    return ENGLISH[key].format(**rendered)
+def _params_json(params: Mapping[str, object]) -> dict[str, object]:
+    return {
+        name: {"text": json.loads(value.to_json())} if isinstance(value, Text) else value
+        for name, value in params.items()
+    }
+
+
+def _params_from_json(params: Mapping[str, object]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name, value in params.items():
+        if isinstance(value, dict):
+            inner = value["text"]
+            out[name] = Text(inner["key"], **_params_from_json(inner["params"]))
+        else:
+            out[name] = value
+    return out
+
+
+def text(key: str, /, *, locale: str | None = None, **params: object) -> str:
+    """The message ``key`` in ``locale``'s language, with its parameters filled in."""
+    rendered = {name: value.render(locale) if isinstance(value, Text) else value for name, value in params.items()}
+    return template(key, locale).format(**rendered)
+
+
+def template(key: str, locale: str | None) -> str:
+    """The unformatted sentence ``key`` in ``locale``'s language, falling back to English."""
+    if locale is not None:
+        found = locales.catalogue(locale).get(key)
+        if found is not None:
+            return found
+    return ENGLISH[key]
+
+
+def rendered(message: Text | str, locale: str | None) -> str:
+    """``message`` in ``locale``'s language; a plain string is shown as it is."""
+    return message.render(locale) if isinstance(message, Text) else message

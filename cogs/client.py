@@ -15,13 +15,22 @@ from bot.config import DiscordSettings, Settings
 from bot.engine import Engine
 from bot.monitoring.metrics import Metrics
 from cogs import monitoring
+from cogs.languages import CatalogueTranslator
 
 if TYPE_CHECKING:
     from bot.monitoring.http import MonitoringServer
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.errors", "cogs.monitoring", "cogs.imagine", "cogs.admin", "cogs.settings", "cogs.preferences")
+EXTENSIONS = (
+    "cogs.errors",
+    "cogs.monitoring",
+    "cogs.imagine",
+    "cogs.recipes",
+    "cogs.admin",
+    "cogs.settings",
+    "cogs.preferences",
+)
 
 
 def point_at(settings: DiscordSettings) -> None:
@@ -96,6 +105,7 @@ class SeedgridBot(commands.Bot):
         if self._engine is None:
             log.info("loading model %s", self.settings.model.id)
             self._engine = await Engine.open(self.settings, observer=self.metrics)
+        await self.tree.set_translator(CatalogueTranslator())  # name_localizations for every shipped language
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.settings.discord.sync_commands:

@@ -16,7 +16,8 @@ from discord.ext import commands
 
 from bot.inputs import UserInputError
 from bot.rules.server import DEFAULTS, parse_default
-from bot.texts import text
+from bot.texts import Text, text
+from cogs.languages import described, locale_of
 from cogs.replies import reply, reply_error
 from cogs.settings import DEFAULT_CHOICES, shown, value_choices
 
@@ -26,25 +27,44 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class PreferencesCog(commands.GroupCog, group_name="preferences", group_description=text("prefs.group")):
+class PreferencesCog(commands.GroupCog, group_name="preferences", group_description=described("prefs.group")):
     def __init__(self, bot: SeedgridBot) -> None:
         self.bot = bot
         self.engine = bot.engine
         super().__init__()
 
-    @app_commands.command(name="show", description=text("prefs.show.description"))
+    @app_commands.command(name="show", description=described("prefs.show.description"))
     async def show(self, interaction: discord.Interaction) -> None:
         mine = await self.engine.preferences(interaction.user.id)
+        locale = locale_of(interaction)
         lines = [
-            text("prefs.line.set", name=name, value=shown(getattr(mine, name)))
-            if getattr(mine, name) is not None
-            else text("prefs.line.unset", name=name)
+            text("prefs.line.set", locale=locale, name=text(f"choice.{name}", locale=locale), value=shown(value))
+            if (value := getattr(mine, name)) is not None
+            else text("prefs.line.unset", locale=locale, name=text(f"choice.{name}", locale=locale))
             for name in DEFAULTS
         ]
+        private = await self.engine.wants_private(interaction.user.id)
+        lines.append(
+            text("prefs.line.private.on" if private else "prefs.line.private.off", locale=locale_of(interaction))
+        )
         await reply(interaction, "\n".join(lines))
 
-    @app_commands.command(name="set", description=text("prefs.set.description"))
-    @app_commands.describe(name=text("settings.default.name"), value=text("prefs.set.value"))
+    @app_commands.command(name="private", description=described("prefs.private.description"))
+    @app_commands.describe(value=described("prefs.private.value"))
+    async def private(self, interaction: discord.Interaction, value: bool) -> None:
+        """Results shown to the member only, where the server allows it (``/settings private``)."""
+        await self.engine.set_private(interaction.user.id, value)
+        allowed = self.engine.server(interaction.guild_id).private
+        await reply(
+            interaction,
+            text(
+                "prefs.private.off" if not value else "prefs.private.on" if allowed else "prefs.private.on_not_here",
+                locale=locale_of(interaction),
+            ),
+        )
+
+    @app_commands.command(name="set", description=described("prefs.set.description"))
+    @app_commands.describe(name=described("settings.default.name"), value=described("prefs.set.value"))
     @app_commands.choices(name=DEFAULT_CHOICES)
     async def set_(self, interaction: discord.Interaction, name: app_commands.Choice[str], value: str) -> None:
         try:
@@ -53,18 +73,18 @@ class PreferencesCog(commands.GroupCog, group_name="preferences", group_descript
             await reply_error(interaction, exc.text)
             return
         await self.engine.set_preference(interaction.user.id, name.value, parsed)
-        await reply(interaction, text("prefs.set", name=name.value, value=shown(parsed)))
+        await reply(interaction, Text("prefs.set", name=Text(f"choice.{name.value}"), value=shown(parsed)))
 
     @set_.autocomplete("value")
     async def _values(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return value_choices(self.engine.models, getattr(interaction.namespace, "name", None), current)
 
-    @app_commands.command(name="reset", description=text("prefs.reset.description"))
-    @app_commands.describe(name=text("settings.default.name"))
+    @app_commands.command(name="reset", description=described("prefs.reset.description"))
+    @app_commands.describe(name=described("settings.default.name"))
     @app_commands.choices(name=DEFAULT_CHOICES)
     async def reset(self, interaction: discord.Interaction, name: app_commands.Choice[str]) -> None:
         await self.engine.set_preference(interaction.user.id, name.value, None)
-        await reply(interaction, text("prefs.reset", name=name.value))
+        await reply(interaction, Text("prefs.reset", name=Text(f"choice.{name.value}")))
 
 
 class QuotaCog(commands.Cog, name="Quota"):
@@ -72,16 +92,23 @@ class QuotaCog(commands.Cog, name="Quota"):
         self.bot = bot
         self.engine = bot.engine
 
-    @app_commands.command(name="quota", description=text("quota.description"))
+    @app_commands.command(name="quota", description=described("quota.description"))
     @app_commands.guild_only()
     async def quota(self, interaction: discord.Interaction) -> None:
         roles = [role.id for role in getattr(interaction.user, "roles", [])]
         quota = await self.engine.quota(interaction.guild_id, interaction.user.id, roles)
-        if quota.allowance is None:
-            await reply(interaction, text("quota.unlimited"))
-            return
+        locale = locale_of(interaction)
         resets = f"<t:{int(quota.resets_at)}:R>"
-        await reply(interaction, text("quota.left", left=quota.left, allowance=quota.allowance, resets=resets))
+        if quota.allowance is None:
+            lines = [text("quota.unlimited", locale=locale)]
+        else:
+            lines = [text("quota.left", locale=locale, left=quota.left, allowance=quota.allowance, resets=resets)]
+        if quota.gpu_allowance is None:
+            lines.append(text("quota.gpu_unlimited", locale=locale))
+        else:
+            left, allowance = quota.gpu_left, quota.gpu_allowance
+            lines.append(text("quota.gpu_left", locale=locale, left=left, allowance=allowance, resets=resets))
+        await reply(interaction, "\n".join(lines))
 
 
 async def setup(bot: SeedgridBot) -> None:

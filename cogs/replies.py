@@ -6,7 +6,8 @@ import logging
 
 import discord
 
-from bot.texts import Text, text
+from bot.texts import Text, rendered, text
+from cogs.languages import locale_of
 
 log = logging.getLogger(__name__)
 
@@ -14,8 +15,8 @@ NO_MENTIONS = discord.AllowedMentions.none()
 
 
 async def reply_error(interaction: discord.Interaction, message: Text | str) -> None:
-    """Tell only this member what went wrong, whether or not the interaction was answered yet."""
-    body = text("error.prefix", message=message)
+    """Tell only this member, in their language, what went wrong, whether or not the interaction was answered yet."""
+    body = text("error.prefix", locale=locale_of(interaction), message=message)
     if interaction.response.is_done():
         await interaction.followup.send(body, ephemeral=True, allowed_mentions=NO_MENTIONS)
     else:
@@ -23,8 +24,9 @@ async def reply_error(interaction: discord.Interaction, message: Text | str) -> 
 
 
 async def reply(interaction: discord.Interaction, message: Text | str) -> None:
-    """A private answer to an interaction not answered yet."""
-    await interaction.response.send_message(str(message), ephemeral=True, allowed_mentions=NO_MENTIONS)
+    """A private answer, in the member's language, to an interaction not answered yet."""
+    body = rendered(message, locale_of(interaction))
+    await interaction.response.send_message(body, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 
 async def report_failure(interaction: discord.Interaction, what: str, exc: BaseException) -> None:

@@ -36,7 +36,16 @@ from bot.engine.store import Store
 from bot.imaging.recipe import RECIPE_KEY, Recipe, RecipeError, read_text_chunks
 from bot.jobs import Job, JobRequest, JobResult, JobStatus, Tile
 from bot.logs import JOB
-from bot.rules.server import DAY, NSFW_PREFIX, QUOTA_PREFIX, Defaults, ServerSettings, period_start
+from bot.rules.server import (
+    DAY,
+    GPU_PREFIX,
+    NSFW_PREFIX,
+    POLICY_NAMES,
+    QUOTA_PREFIX,
+    Defaults,
+    ServerSettings,
+    period_start,
+)
 from bot.texts import Text
 
 if TYPE_CHECKING:
@@ -79,10 +88,19 @@ class Quota:
     used: int
     resets_at: float
     """When the allowance starts again (``time.time()``: midnight UTC)."""
+    gpu_allowance: int | None = None
+    """GPU-seconds per day; None: no limit here."""
+    gpu_used: float = 0.0
+    """GPU-seconds the member's finished jobs took today (cancelled and failed ones do not count)."""
 
     @property
     def left(self) -> int | None:
         return None if self.allowance is None else max(0, self.allowance - self.used)
+
+    @property
+    def gpu_left(self) -> int | None:
+        """Whole GPU-seconds left (a job is refused once none is)."""
+        return None if self.gpu_allowance is None else max(0, int(self.gpu_allowance - self.gpu_used))
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +243,9 @@ class Engine:
         if replay:
             handle = JobHandle(job)
             handle.emit(
-                Failed(job.error or str(Text("failed.internal"))) if job.status is JobStatus.FAILED else Cancelled()
+                Failed(Text.from_json(job.error) if job.error else Text("failed.internal"))
+                if job.status is JobStatus.FAILED
+                else Cancelled()
             )
         else:
             try:
@@ -338,9 +358,20 @@ class Engine:
         """What happens to flagged tiles in one channel (None: as the file says); applies at once."""
         await self._set_server(guild_id, f"{NSFW_PREFIX}{channel_id}", policy, by=by)
 
-    async def set_quota(self, guild_id: int, role_id: int, images: int | None, *, by: int) -> None:
-        """Images a day a member with this role may have drawn in this server (None: no allowance set)."""
+    async def set_quota(
+        self, guild_id: int, role_id: int, images: int | None, *, gpu_seconds: int | None = None, by: int
+    ) -> None:
+        """A role's whole daily allowance in this server: images a day a member with it may have drawn, and
+        GPU-seconds a day their jobs may take (None: no limit of that kind from this role)."""
         await self._set_server(guild_id, f"{QUOTA_PREFIX}{role_id}", images, by=by)
+        await self._set_server(guild_id, f"{GPU_PREFIX}{role_id}", gpu_seconds, by=by)
+
+    async def set_server_policy(self, guild_id: int, name: str, value: object, *, by: int) -> None:
+        """Set (None: remove) one of a server's further policies (``bot.rules.server.POLICY_NAMES``: blocklist,
+        channels, roles, buttons, suggestions, private), already checked; applies at once."""
+        if name not in POLICY_NAMES:
+            raise ValueError(f"not a server policy: {name!r}")
+        await self._set_server(guild_id, name, list(value) if isinstance(value, tuple) else value, by=by)
 
     async def quota(self, guild_id: int | None, user_id: int, role_ids: Iterable[int]) -> Quota:
         """A member's allowance in a server today, what is left of it, and when it resets. Counted from
@@ -348,9 +379,17 @@ class Engine:
         failed ones do not."""
         now = time.time()
         start = period_start(now)
-        allowance = self.server(guild_id).allowance(role_ids) if guild_id is not None else None
+        roles = list(role_ids)
+        server = self.server(guild_id)
+        allowance = server.allowance(roles) if guild_id is not None else None
         used = 0 if guild_id is None or allowance is None else await self._store.images_since(guild_id, user_id, start)
-        return Quota(allowance=allowance, used=used, resets_at=start + DAY)
+        gpu_allowance = server.gpu_allowance(roles) if guild_id is not None else None
+        gpu_used = 0.0
+        if guild_id is not None and gpu_allowance is not None:
+            gpu_used = await self._store.gpu_seconds_since(guild_id, user_id, start)
+        return Quota(
+            allowance=allowance, used=used, resets_at=start + DAY, gpu_allowance=gpu_allowance, gpu_used=gpu_used
+        )
 
     # --- a member's own defaults (/preferences) ---
 
@@ -361,6 +400,14 @@ class Engine:
     async def set_preference(self, user_id: int, name: str, value: str | int | float | None) -> None:
         """Set (None: remove) one of a member's defaults (``bot.rules.server.DEFAULTS``)."""
         await self._store.set_preference(user_id, name, None if value is None else json.dumps(value))
+
+    async def wants_private(self, user_id: int) -> bool:
+        """Whether a member asked for their results to be shown to them only (``/preferences private``)."""
+        return any(name == "private" and raw == "true" for name, raw in await self._store.preferences(user_id))
+
+    async def set_private(self, user_id: int, private: bool) -> None:
+        """Remember whether a member wants their results shown to them only (off: the row is removed)."""
+        await self._store.set_preference(user_id, "private", "true" if private else None)
 
     async def _set_server(self, guild_id: int, name: str, value: object, *, by: int) -> None:
         encoded = None if value is None else json.dumps(value)
@@ -470,7 +517,7 @@ class Engine:
                 if recipe is not None:  # kept: Discord may serve copies of the image without its chunks
                     await self._store.set_recipe(job.id, recipe)
             elif isinstance(event, Failed):
-                await self._store.mark_finished(job.id, JobStatus.FAILED, error=event.reason)
+                await self._store.mark_finished(job.id, JobStatus.FAILED, error=event.reason.to_json())
             elif isinstance(event, Cancelled):
                 await self._store.mark_finished(job.id, JobStatus.CANCELLED)
             # Interrupted: left queued/running in the store, to run again at the next start

@@ -66,8 +66,8 @@ class Loading:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    reason: str
-    """A sentence fit for a member; the traceback goes to the log only."""
+    reason: Text
+    """A sentence fit for a member, in any language; the traceback goes to the log only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +141,7 @@ class JobHandle:
         if self._stop_reason is StopReason.SHUTDOWN:
             return Interrupted()
         if self._stop_reason is StopReason.TIMEOUT:
-            return Failed(str(Text("failed.timeout", seconds=round(timeout))))
+            return Failed(Text("failed.timeout", seconds=round(timeout)))
         return Cancelled()
 
     def emit(self, event: Event) -> None:

@@ -222,10 +222,10 @@ def classifier_factory(safety: SafetySettings, device: str) -> Callable[[], Imag
     return make
 
 
-def describe_failure(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> Text:
     """A member-facing reason: clear for bad input, discreet for internal errors."""
     if isinstance(exc, ValueError):
-        return str(exc)
+        return Text("text.verbatim", text=str(exc))
     if "OutOfMemory" in type(exc).__name__:
-        return str(Text("failed.out_of_memory"))
-    return str(Text("failed.internal"))
+        return Text("failed.out_of_memory")
+    return Text("failed.internal")

@@ -19,7 +19,7 @@ from bot.jobs import GRID_TILES, Job, JobKind, JobRequest, JobStatus, Tile
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -53,7 +53,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     model       TEXT    NOT NULL DEFAULT '',  -- the configured model's name ('' = the default of the time)
     model_id    TEXT    NOT NULL DEFAULT '',  -- its Hub id or folder when the job was made
     strength    REAL    NOT NULL DEFAULT 0,   -- image-to-image strength (jobs drawn from a source tile)
-    source      TEXT    NOT NULL DEFAULT ''   -- that source tile's recipe (JSON), '' for none
+    source      TEXT    NOT NULL DEFAULT '',  -- that source tile's recipe (JSON), '' for none
+    locale      TEXT    NOT NULL DEFAULT '',  -- the member's Discord locale, for the job's messages
+    private     INTEGER NOT NULL DEFAULT 0    -- 1: shown to the member only (ephemeral, else a direct message)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE TABLE IF NOT EXISTS server_settings (   -- /settings: a server's defaults and policies
@@ -88,7 +90,7 @@ CREATE TABLE IF NOT EXISTS recipes (         -- what made a job's images (bot.im
 _REQUEST_COLUMNS = (
     "kind", "prompt", "negative", "seed", "steps", "guidance", "width", "height", "suffixes",
     "user_id", "guild_id", "channel_id", "parent_job", "parent_tile", "policy", "model", "model_id", "strength",
-    "source",
+    "source", "locale", "private",
 )  # fmt: skip
 """The columns that hold a :class:`JobRequest`, named as its fields."""
 _STATE_COLUMNS = (
@@ -111,6 +113,7 @@ def _job_from_row(row: Any) -> Job:
     fields = dict(zip(_REQUEST_COLUMNS, row[len(_STATE_COLUMNS) :], strict=True))
     fields["kind"] = JobKind(fields["kind"])
     fields["suffixes"] = tuple(json.loads(fields["suffixes"]))
+    fields["private"] = bool(fields["private"])
     return Job(request=JobRequest(**fields), **state)
 
 
@@ -154,6 +157,10 @@ class Store:
         if 0 < version < 6:  # and jobs drawn from a source tile (the recipes table is made above, as in new files)
             for column in ("strength REAL NOT NULL DEFAULT 0", "source TEXT NOT NULL DEFAULT ''"):
                 await db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+        if 0 < version < 7:  # and the language of the member who asked for it
+            await db.execute("ALTER TABLE jobs ADD COLUMN locale TEXT NOT NULL DEFAULT ''")
+        if 0 < version < 8:  # and whether it is shown to the member only
+            await db.execute("ALTER TABLE jobs ADD COLUMN private INTEGER NOT NULL DEFAULT 0")
         await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         await db.commit()
         log.debug("store opened at %s", path)
@@ -350,6 +357,17 @@ class Store:
         ) as cursor:
             rows = await cursor.fetchall()
         return sum(len(json.loads(suffixes)) if kind == JobKind.REFINE.value else GRID_TILES for kind, suffixes in rows)
+
+    async def gpu_seconds_since(self, guild_id: int, user_id: int, since: float) -> float:
+        """GPU-seconds a member's jobs in a server took since ``since``: the run times of the jobs that finished
+        with their images — a cancelled job, or one that failed (through no fault of the member), does not count."""
+        async with self._db.execute(
+            "SELECT COALESCE(SUM(elapsed), 0) FROM jobs WHERE guild_id = ? AND user_id = ? AND created_at >= ?"
+            " AND status = 'done'",
+            (guild_id, user_id, since),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return float(row[0]) if row else 0.0
 
     async def _update(self, job_id: int, **values: object) -> None:
         assignments = ", ".join(f"{column} = ?" for column in values)

@@ -261,7 +261,7 @@ class RedisBackend(Backend):
         """End a popped job whose model no live worker serves (rather than let it wait for one that may never come)."""
         served = ", ".join(self.info.models) if self.info is not None else ""
         log.warning("job %d: no live worker serves the model %s (they serve: %s)", handle.job.id, model, served or "?")
-        handle.emit(Failed(str(Text("failed.no_worker_for_model", model=model))))
+        handle.emit(Failed(Text("failed.no_worker_for_model", model=model)))
         self._turn_over(handle)
 
     def _follow(self, handle: JobHandle, *, popped: bool = False) -> None:
@@ -318,7 +318,7 @@ class RedisBackend(Backend):
             if event_type(fields) == "done":
                 data: Any = await self._require_client().hgetall(self.keys.result(job_id, self.scope))
                 if not data:
-                    handle.emit(Failed(str(Text("failed.expired_in_redis"))))
+                    handle.emit(Failed(Text("failed.expired_in_redis")))
                     return
                 result = decode_result(data)
                 handle.emit(Done(result))
@@ -328,7 +328,7 @@ class RedisBackend(Backend):
             event = decode_event(fields)
         except WireError as exc:
             log.error("job %d: unreadable event from a worker: %s", job_id, exc)
-            handle.emit(Failed(str(Text("failed.unreadable_event"))))
+            handle.emit(Failed(Text("failed.unreadable_event")))
             return
         if event is not None:
             handle.emit(event)

@@ -14,8 +14,9 @@ from typing import Any
 from bot.engine.events import Cancelled, Done, Event, Failed, Loading, Preview, Progress, Started
 from bot.imaging.tiles import Tiles
 from bot.jobs import Job, JobKind, JobRequest, JobResult, Tile
+from bot.texts import Text
 
-WIRE_VERSION = 2
+WIRE_VERSION = 3
 """Bumped when the format changes; a worker refuses jobs of another version (and says so)."""
 
 
@@ -155,7 +156,7 @@ def encode_event(event: Event, *, worker: str) -> dict[bytes, bytes | str | int 
     elif isinstance(event, Done):
         fields[b"type"] = "done"
     elif isinstance(event, Failed):
-        fields.update({b"type": "failed", b"reason": event.reason})
+        fields.update({b"type": "failed", b"reason": event.reason.to_json()})
     elif isinstance(event, Cancelled):
         fields[b"type"] = "cancelled"
     else:
@@ -180,7 +181,7 @@ def decode_event(fields: dict[bytes, bytes]) -> Started | Loading | Progress | P
         if kind == "preview":
             return Preview(int(fields[b"step"]), fields[b"image"])
         if kind == "failed":
-            return Failed(fields[b"reason"].decode())
+            return Failed(Text.from_json(fields[b"reason"].decode()))
         if kind == "cancelled":
             return Cancelled()
         if kind in ("dispatched", "done"):

@@ -222,7 +222,7 @@ class Worker:
                 await self._dead_letter(
                     StreamEntry(stream, entry_id, fields, delivered),
                     f"delivered {delivered} times, and every worker stopped before finishing it",
-                    for_member=str(Text("failed.dead_letter", count=delivered)),
+                    for_member=Text("failed.dead_letter", count=delivered),
                 )
                 continue
             log.warning(
@@ -257,7 +257,7 @@ class Worker:
         except WireError as exc:
             if self.observer is not None:
                 self.observer.dead_lettered("unreadable")
-            await self._dead_letter(entry, str(exc), for_member=str(Text("failed.unreadable_job")))
+            await self._dead_letter(entry, str(exc), for_member=Text("failed.unreadable_job"))
             return
         job, scope = wire.job, wire.scope
         model = self._streams.get(entry.stream, job.request.model)
@@ -340,7 +340,7 @@ class Worker:
             )
         log.info("job %s handed back for another worker", _label(entry.fields))
 
-    async def _dead_letter(self, entry: StreamEntry, reason: str, *, for_member: str) -> None:
+    async def _dead_letter(self, entry: StreamEntry, reason: str, *, for_member: Text) -> None:
         """Set a job aside in the dead-letter stream and tell its follower (so the member) it failed."""
         ident = job_id_of(entry.fields)
         log.error("job %s set aside in %s: %s", _label(entry.fields), self.keys.dead, reason)
@@ -352,7 +352,7 @@ class Worker:
         }
         await self.client.xadd(self.keys.dead, letter, maxlen=DEAD_MAXLEN, approximate=True)  # type: ignore[arg-type]
         if ident is not None:
-            failed: dict[bytes, Any] = {b"type": b"failed", b"worker": self.name, b"reason": for_member}
+            failed: dict[bytes, Any] = {b"type": b"failed", b"worker": self.name, b"reason": for_member.to_json()}
             await self._publish(ident[0], ident[1], failed)
         await self._finish(entry)
 

@@ -5,6 +5,7 @@ Each check returns ``None`` when the member may go on, or a :class:`~bot.texts.T
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -25,8 +26,22 @@ class Gatekeeper:
         self.bucket = TokenBucket(self.access.rate_burst, self.access.rate_per_minute / 60.0)
         self.safety_checker = safety_checker
 
-    def where(self, interaction: discord.Interaction) -> Text | None:
-        """Server, channel, role and direct-message rules from ``[access]``."""
+    def where(self, interaction: discord.Interaction, server: ServerSettings | None = None) -> Text | None:
+        """Server, channel, role and direct-message rules from ``[access]``, then the server's own lists of
+        channels and roles (``/settings channels|roles``), which can only narrow the file's: both must agree."""
+        denied = self._file_where(interaction)
+        if denied is not None or server is None:
+            return denied
+        roles = [role.id for role in getattr(interaction.user, "roles", [])]
+        channels = (interaction.channel_id, getattr(interaction.channel, "parent_id", None))  # a thread's too
+        missing = server.admits(channels, roles)
+        if missing == "channel":
+            return Text("refused.server_channel")
+        if missing == "role":
+            return Text("refused.server_role")
+        return None
+
+    def _file_where(self, interaction: discord.Interaction) -> Text | None:
         access = self.access
         if interaction.guild_id is None:
             return None if access.direct_messages else Text("refused.direct_messages")
@@ -40,8 +55,11 @@ class Gatekeeper:
                 return Text("refused.role")
         return None
 
-    def blocked(self, *texts: str) -> Text | None:
+    def blocked(self, *texts: str, server: ServerSettings | None = None) -> Text | None:
+        """The file's blocklist, then the server's own entries (``/settings blocklist``) on top of it."""
         rule = self.blocklist.check(*texts)
+        if rule is None and server is not None and server.blocklist:
+            rule = self._server_blocklist(server.blocklist).check(*texts)
         if rule is None:
             return None
         shown = rule.replace("`", "'")  # verbatim inside a code span
@@ -57,8 +75,17 @@ class Gatekeeper:
     def refund(self, user_id: int) -> None:
         self.bucket.refund(user_id)
 
-    def may_refine(self, interaction: discord.Interaction, author_id: int) -> Text | None:
-        if self.access.refine == "author" and interaction.user.id != author_id:
+    @staticmethod
+    @functools.lru_cache(maxsize=256)
+    def _server_blocklist(entries: tuple[str, ...]) -> Blocklist:
+        return Blocklist(entries)  # compiled once per distinct list: a change makes a new tuple
+
+    def may_refine(
+        self, interaction: discord.Interaction, author_id: int, server: ServerSettings | None = None
+    ) -> Text | None:
+        """A grid's buttons: the server's choice (``/settings buttons``), else the file's ``access.refine``."""
+        who = server.buttons if server is not None and server.buttons is not None else self.access.refine
+        if who == "author" and interaction.user.id != author_id:
             return Text("refused.refine_author")
         return None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 import discord
@@ -39,6 +40,7 @@ from cogs.imagine._delivery import Delivery, RetryPolicy, find_posted
 from cogs.imagine._messages import status_text
 from cogs.imagine._status import DISCORD_ERRORS
 from cogs.imagine._views import BUTTONS, RefineModal, cancel_view
+from cogs.languages import job_locale, locale_of
 from cogs.replies import NO_MENTIONS, reply_error
 
 if TYPE_CHECKING:
@@ -89,7 +91,8 @@ class ImagineCog(commands.Cog, name="Imagine"):
         size: str | None,
         model: str | None = None,
     ) -> None:
-        denied = self.gate.where(interaction)
+        server = self.engine.server(interaction.guild_id)
+        denied = self.gate.where(interaction, server)
         if denied:
             await reply_error(interaction, denied)
             return
@@ -114,11 +117,30 @@ class ImagineCog(commands.Cog, name="Imagine"):
         except UserInputError as exc:
             await reply_error(interaction, exc.text)
             return
-        job = await self._admit(interaction, request, request.prompt, request.negative)
-        if job is None:
+        if not await self.start_command(interaction, request, request.prompt, request.negative):
             return
+        notes = [
+            note.render(locale_of(interaction))
+            for note in model_notes(preset, request, negative=negative, guidance=guidance)
+        ]
+        await self._tell_privately(interaction, request, notes)
+
+    async def start_command(self, interaction: discord.Interaction, request: JobRequest, *texts: str) -> bool:
+        """A slash command's job (/imagine, /reproduce): admitted and stored, acknowledged at once ("thinking"),
+        then queued; its progress and grid replace the acknowledgement. False when refused (said privately)."""
+        server = self.engine.server(interaction.guild_id)
+        private = server.private and await self.engine.wants_private(interaction.user.id)
+        job = await self._admit(interaction, replace(request, **_origin(interaction)), *texts, private=private)
+        if job is None:
+            return False
+        await self._acknowledge(interaction, job)
+        return True
+
+    async def _acknowledge(self, interaction: discord.Interaction, job: Job) -> None:
+        """A stored job's interaction answered at once ("thinking"; ephemeral for a job shown to its member
+        only): that answer is the job's message, edited while its token lives, then the job is queued."""
         try:
-            response = await interaction.response.defer(thinking=True)
+            response = await interaction.response.defer(thinking=True, ephemeral=job.request.private)
         except discord.HTTPException:
             await self.engine.abandon(job, "the interaction could not be acknowledged")
             raise
@@ -126,8 +148,6 @@ class ImagineCog(commands.Cog, name="Imagine"):
         if message_id is not None:
             await self.engine.set_message(job.id, message_id, reply_token=interaction.token)
         self.engine.start(job, self._delivery(job, interaction=interaction, reply_to=message_id))
-        notes = [str(note) for note in model_notes(preset, request, negative=negative, guidance=guidance)]
-        await self._tell_privately(interaction, request, notes)
 
     async def _tell_privately(self, interaction: discord.Interaction, request: JobRequest, notes: list[str]) -> None:
         """What of the member's input the model will not use, in one private message: the words its text
@@ -135,7 +155,8 @@ class ImagineCog(commands.Cog, name="Imagine"):
         cut = await self.engine.prompt_overflow(request.prompt, request.model)
         if cut:
             tokens = self.engine.max_prompt_tokens(request.model)
-            notes.insert(0, text("job.cut_prompt", tokens=tokens, cut=discord.utils.escape_markdown(cut[:1500])))
+            cut = discord.utils.escape_markdown(cut[:1500])
+            notes.insert(0, text("job.cut_prompt", locale=locale_of(interaction), tokens=tokens, cut=cut))
         if notes:
             await interaction.followup.send("\n".join(notes), ephemeral=True, allowed_mentions=NO_MENTIONS)
 
@@ -146,9 +167,10 @@ class ImagineCog(commands.Cog, name="Imagine"):
         found = await self._find(interaction, job_id)
         if found is None:
             return
+        server = self.engine.server(interaction.guild_id)
         denied = (
-            self.gate.where(interaction)
-            or self.gate.may_refine(interaction, found.request.user_id)
+            self.gate.where(interaction, server)
+            or self.gate.may_refine(interaction, found.request.user_id, server)
             or self._model_gone(found)
         )
         if denied:
@@ -158,7 +180,8 @@ class ImagineCog(commands.Cog, name="Imagine"):
         if tile is None:
             await reply_error(interaction, Text("refused.unknown_tile", job=job_id, tile=tile_index))
             return
-        modal = RefineModal(self, found, tile_index, tile, self.settings.refine.suggestions)
+        suggestions = self.settings.refine.suggestions if server.suggestions is None else server.suggestions
+        modal = RefineModal(self, found, tile_index, tile, suggestions, locale=locale_of(interaction))
         await interaction.response.send_modal(modal)
 
     async def refine(
@@ -180,22 +203,23 @@ class ImagineCog(commands.Cog, name="Imagine"):
         except UserInputError as exc:
             await reply_error(interaction, exc.text)
             return
-        await self._start_reply(interaction, request, *suffixes)
+        await self._start_reply(interaction, request, *suffixes, parent=parent)
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
         parent = await self._find(interaction, job_id)
         if parent is None:
             return
+        server = self.engine.server(interaction.guild_id)
         denied = (
-            self.gate.where(interaction)
-            or self.gate.may_refine(interaction, parent.request.user_id)
+            self.gate.where(interaction, server)
+            or self.gate.may_refine(interaction, parent.request.user_id, server)
             or self._model_gone(parent)
         )
         if denied:
             await reply_error(interaction, denied)
             return
         request = reroll_request(parent.request, parent_job=parent.id, **_origin(interaction))
-        await self._start_reply(interaction, request, request.prompt, request.negative)
+        await self._start_reply(interaction, request, request.prompt, request.negative, parent=parent)
 
     async def upscale(self, interaction: discord.Interaction, job_id: int, tile_index: int) -> None:
         """U1-U4: the tile alone, larger, posted as a reply with Vary and Refine buttons."""
@@ -216,7 +240,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
         except UserInputError as exc:
             await reply_error(interaction, exc.text)
             return
-        await self._start_reply(interaction, request, request.prompt, request.negative)
+        await self._start_reply(interaction, request, request.prompt, request.negative, parent=parent)
 
     async def vary(self, interaction: discord.Interaction, job_id: int, tile_index: int, *, strong: bool) -> None:
         """Vary (subtle or strong): four new seeds drawn from the tile, a new grid as a reply."""
@@ -237,7 +261,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
         except UserInputError as exc:
             await reply_error(interaction, exc.text)
             return
-        await self._start_reply(interaction, request, request.prompt, request.negative)
+        await self._start_reply(interaction, request, request.prompt, request.negative, parent=parent)
 
     async def _derive_from(
         self, interaction: discord.Interaction, job_id: int, tile_index: int
@@ -246,9 +270,10 @@ class ImagineCog(commands.Cog, name="Imagine"):
         parent = await self._find(interaction, job_id)
         if parent is None:
             return None
+        server = self.engine.server(interaction.guild_id)
         denied = (
-            self.gate.where(interaction)
-            or self.gate.may_refine(interaction, parent.request.user_id)
+            self.gate.where(interaction, server)
+            or self.gate.may_refine(interaction, parent.request.user_id, server)
             or self._model_gone(parent)
         )
         if denied:
@@ -301,20 +326,24 @@ class ImagineCog(commands.Cog, name="Imagine"):
         preset = self.engine.models.get(job.request.model)
         return preset.label if preset is not None else job.request.model_id or job.request.model
 
-    async def _admit(self, interaction: discord.Interaction, request: JobRequest, *texts: str) -> Job | None:
+    async def _admit(
+        self, interaction: discord.Interaction, request: JobRequest, *texts: str, private: bool = False
+    ) -> Job | None:
         """Check the words, the member's daily allowance and rate, then store the job before acknowledging.
 
         A refusal (blocklist, allowance, rate limit, full queue, shutdown) is said privately and stores nothing.
+        ``private``: the job is shown to its member only (stored with it, so it stays so after a restart).
         """
-        refusal = self.gate.blocked(*texts) or await self._over_quota(interaction, request)
+        server = self.engine.server(interaction.guild_id)
+        refusal = self.gate.blocked(*texts, server=server) or await self._over_quota(interaction, request)
         refusal = refusal or self.gate.rate(interaction.user.id)
         if refusal:
             if self.bot.metrics is not None:  # the engine counts its own refusals (limits, pause, restart)
                 self.bot.metrics.job_refused(request, refusal.key)
             await reply_error(interaction, refusal)
             return None
-        server = self.engine.server(interaction.guild_id)
-        request = replace(request, policy=self.gate.policy(interaction.channel, server))
+        policy = self.gate.policy(interaction.channel, server)
+        request = replace(request, policy=policy, locale=locale_of(interaction), private=private)
         try:
             return await self.engine.create(request)
         except (QueueFullError, BackendClosedError) as exc:
@@ -326,32 +355,50 @@ class ImagineCog(commands.Cog, name="Imagine"):
         """The server's daily allowance for the member's roles (``/settings quota``), if this job would pass it."""
         roles = [role.id for role in getattr(interaction.user, "roles", [])]
         quota = await self.engine.quota(interaction.guild_id, interaction.user.id, roles)
-        if quota.left is None or len(request.tiles()) <= quota.left:
-            return None
-        return Text("refused.quota", allowance=quota.allowance, resets=f"<t:{int(quota.resets_at)}:R>")
+        resets = f"<t:{int(quota.resets_at)}:R>"
+        if quota.left is not None and len(request.tiles()) > quota.left:
+            return Text("refused.quota", allowance=quota.allowance, resets=resets)
+        # a job's GPU time is not known before it runs: refused once what is used reaches the allowance
+        if quota.gpu_left is not None and quota.gpu_left <= 0:
+            return Text("refused.gpu_quota", allowance=quota.gpu_allowance, resets=resets)
+        return None
 
-    async def _start_reply(self, interaction: discord.Interaction, request: JobRequest, *texts: str) -> None:
-        """Refine and re-roll: acknowledge silently, then post a new grid replying to the button's message."""
-        job = await self._admit(interaction, request, *texts)
+    async def _start_reply(
+        self, interaction: discord.Interaction, request: JobRequest, *texts: str, parent: Job
+    ) -> None:
+        """Refine and re-roll: acknowledge silently, then post a new grid replying to the button's message.
+
+        Where the server allows private results, a job made from a private grid, or by a member who wants
+        theirs private, is shown to that member only: on the interaction's own ephemeral answer instead."""
+        server = self.engine.server(interaction.guild_id)
+        private = server.private and (parent.request.private or await self.engine.wants_private(interaction.user.id))
+        job = await self._admit(interaction, request, *texts, private=private)
         if job is None:
+            return
+        if private:
+            await self._acknowledge(interaction, job)
             return
         try:
             await interaction.response.defer()
         except discord.HTTPException:
             await self.engine.abandon(job, "the interaction could not be acknowledged")
             raise
-        parent = interaction.message
-        if parent is None:  # pragma: no cover - buttons always come with their message
+        shown_on = interaction.message
+        if shown_on is None:  # pragma: no cover - buttons always come with their message
             raise RuntimeError("component interaction without a message")
+        # a private grid's message is its member's alone (ephemeral): a public result cannot reply to it
+        post = shown_on.channel.send if parent.request.private else shown_on.reply
+        reply_to = None if parent.request.private else shown_on.id
         try:
-            message = await parent.reply(
-                f"{interaction.user.mention} {status_text(job, None)}",
-                view=cancel_view(job),
+            locale = job_locale(self.bot, job)
+            message = await post(
+                f"{interaction.user.mention} {status_text(job, None, locale)}",
+                view=cancel_view(job, locale),
                 allowed_mentions=NO_MENTIONS,
             )
         except DISCORD_ERRORS as exc:  # the job runs anyway: its delivery posts the reply when it can
             log.warning("job %d: its status reply could not be posted (%s); posting it with the outcome", job.id, exc)
-            self.engine.start(job, self._delivery(job, reply_to=parent.id))
+            self.engine.start(job, self._delivery(job, reply_to=reply_to))
             return
         await self.engine.set_message(job.id, message.id)
         self.engine.start(job, self._delivery(job, message=message))
@@ -378,6 +425,8 @@ class ImagineCog(commands.Cog, name="Imagine"):
             message=message,
             reply_to=reply_to,
             metrics=self.bot.metrics,
+            locale=job_locale(self.bot, job),
+            direct=partial(self.bot.create_dm, discord.Object(job.request.user_id)),
         )
 
     async def _recover(self) -> None:

@@ -19,7 +19,7 @@ from bot.config import GenerationSettings
 from bot.engine import Catalogue
 from bot.inputs import MAX_PROMPT_LENGTH
 from bot.jobs import SEED_LIMIT
-from bot.texts import text
+from cogs.languages import described
 
 ImagineCallback = Callable[
     [discord.Interaction, str, str | None, int | None, int | None, float | None, str | None, str | None],
@@ -37,27 +37,27 @@ def imagine_command(
     steps_type = app_commands.Range[int, gen.min_steps, gen.max_steps]
     guidance_type = app_commands.Range[float, gen.min_guidance, gen.max_guidance]
     if len(models) == 1:
-        steps_text = text("imagine.steps", min=default.min_steps, max=default.max_steps, default=default.steps)
-        guidance_text = text(
+        steps_text = described("imagine.steps", min=default.min_steps, max=default.max_steps, default=default.steps)
+        guidance_text = described(
             "imagine.guidance", min=default.min_guidance, max=default.max_guidance, default=default.guidance
         )
     else:
-        steps_text = text("imagine.steps_by_model", min=gen.min_steps, max=gen.max_steps)
-        guidance_text = text("imagine.guidance_by_model", min=gen.min_guidance, max=gen.max_guidance)
+        steps_text = described("imagine.steps_by_model", min=gen.min_steps, max=gen.max_steps)
+        guidance_text = described("imagine.guidance_by_model", min=gen.min_guidance, max=gen.max_guidance)
 
-    described = {
-        "prompt": text("imagine.prompt"),
-        "negative": text("imagine.negative"),
-        "seed": text("imagine.seed", max=SEED_LIMIT - 1),
+    descriptions = {
+        "prompt": described("imagine.prompt"),
+        "negative": described("imagine.negative"),
+        "seed": described("imagine.seed", max=SEED_LIMIT - 1),
         "steps": steps_text,
         "guidance": guidance_text,
-        "size": text("imagine.size", default=default.sizes[0].label),
+        "size": described("imagine.size", default=default.sizes[0].label),
     }
     choices: dict[str, list[app_commands.Choice[str]]] = {"size": sizes}
     callback: Callable[..., Awaitable[None]]
 
     if len(models) > 1:
-        described["model"] = text("imagine.model", default=default.name)
+        descriptions["model"] = described("imagine.model", default=default.name)
         choices["model"] = [app_commands.Choice(name=preset.label[:100], value=preset.name) for preset in models]
 
         async def pick_model(
@@ -89,7 +89,7 @@ def imagine_command(
 
         callback = one_model
 
-    callback = app_commands.describe(**described)(app_commands.choices(**choices)(callback))
+    callback = app_commands.describe(**descriptions)(app_commands.choices(**choices)(callback))
     callback = app_commands.allowed_contexts(guilds=True, dms=direct_messages, private_channels=False)(callback)
     callback = app_commands.allowed_installs(guilds=True, users=False)(callback)
-    return app_commands.command(name="imagine", description=text("imagine.description"))(callback)
+    return app_commands.command(name="imagine", description=described("imagine.description"))(callback)

@@ -11,6 +11,10 @@ Where the message is, and how it still gets there after 15 minutes or a restart:
   (15 minutes). Once Discord refuses the token, the job is delivered as a channel message by
   the bot, replying to that original response and naming the member.
 * Refine and re-roll jobs edit the bot's own reply message, which has no time limit.
+* A private job (``/preferences private``, where the server allows it) is shown on the ephemeral
+  response only. It is never posted in the channel: once the token has expired (or after a restart)
+  its message moves to the member's direct messages; if Discord refuses those, the job fails with that
+  reason in the admin's log, and its seeds and recipe stay in the database.
 * A job recovered after a restart posts a new reply to its original message. The reply carries
   a nonce with ``enforce_nonce``, so if the bot dies between posting and recording the delivery,
   the retry returns the same message instead of posting a second one.
@@ -102,7 +106,11 @@ class Delivery:
         message: discord.Message | discord.PartialMessage | None = None,
         reply_to: int | None = None,
         metrics: Metrics | None = None,
+        locale: str | None = None,
+        direct: Callable[[], Awaitable[discord.abc.Messageable]] | None = None,
     ) -> None:
+        self.direct = direct  # opens the member's direct messages: where a private job goes once its token is gone
+        self.locale = locale  # the language of every line this job's message shows
         self.metrics = metrics  # counts progress edits and token-expiry fallbacks (None: metrics off)
         self.engine = engine
         self.job = job
@@ -113,8 +121,8 @@ class Delivery:
         self.mention = f"<@{job.request.user_id}>"
         self.model = model  # what members read: the job's model, "name (family)"
         self.retry = retry
-        self._view = cancel_view(job)
-        self._status = Status(status_text(job, None))
+        self._view = cancel_view(job, locale)
+        self._status = Status(status_text(job, None, locale))
         self._editor = StatusEditor(self._show, progress_interval)
 
     # --- the events of the job, in order ---
@@ -128,7 +136,7 @@ class Delivery:
             if self.job.request.policy == "allow":  # a preview is never checked: none where tiles may be hidden
                 self._status = Status(self._status.text, event.image)
         else:
-            self._status = Status(status_text(self.job, event), self._status.preview)
+            self._status = Status(status_text(self.job, event, self.locale), self._status.preview)
         self._editor.update(self._status)
 
     async def _show(self, status: Status) -> None:
@@ -149,7 +157,7 @@ class Delivery:
         job = self.job
         if isinstance(outcome, Interrupted):  # the job stays stored and runs again at the next start
             try:
-                await self._final(content=job_line(job, text("job.restarting")))
+                await self._final(content=job_line(job, text("job.restarting", locale=self.locale), self.locale))
             except discord.HTTPException:
                 log.exception("could not update the message of job %d", job.id)
             return
@@ -158,11 +166,11 @@ class Delivery:
             post = await self._grid_post(outcome.result)
             await self.engine.delivering(job.id)  # from here on, a restart looks on Discord before posting
         elif isinstance(outcome, Failed):
-            content = job_line(job, text("job.failed", reason=outcome.reason))
+            content = job_line(job, text("job.failed", locale=self.locale, reason=outcome.reason), self.locale)
             post = partial(self._final, content=content)
         else:
             assert isinstance(outcome, Cancelled)
-            post = partial(self._final, content=cancelled_text(job, outcome.by))
+            post = partial(self._final, content=cancelled_text(job, outcome.by, self.locale))
         try:
             message = await self._retrying(post)
         except DISCORD_ERRORS as exc:
@@ -183,7 +191,7 @@ class Delivery:
             log.error("job %d could not be delivered: %s; giving up", job.id, reason)
         await self.engine.undeliverable(job.id, reason)
         if isinstance(exc, discord.Forbidden | discord.NotFound):  # a text edit may still get through
-            await self._say(text("job.undeliverable", reason=_describe(exc), job=job.id))
+            await self._say(text("job.undeliverable", locale=self.locale, reason=_describe(exc), job=job.id))
 
     async def _grid_post(self, result: JobResult) -> Callable[[], Awaitable[discord.Message]]:
         """Encode the grid once (off the event loop); the returned call posts it, as often as it must."""
@@ -206,9 +214,11 @@ class Delivery:
                 spoiler=publication.spoiler,
                 flagged=publication.flagged if job.request.policy != "allow" else (),
                 hidden=job.request.policy == "blur",
+                locale=self.locale,
             )
             preset = self.engine.models.get(job.request.model)
-            view = grid_view(job, len(result.tiles), image_to_image=preset is not None and preset.family.image_to_image)
+            image_to_image = preset is not None and preset.family.image_to_image
+            view = grid_view(job, len(result.tiles), image_to_image=image_to_image, locale=self.locale)
             return await self._final(content=None, embed=embed, attachments=[file], view=view)
 
         return post
@@ -242,7 +252,7 @@ class Delivery:
                     pause,
                 )
                 if attempt == 1:
-                    await self._say(text("job.delivery_trouble"))
+                    await self._say(text("job.delivery_trouble", locale=self.locale))
                 await asyncio.sleep(pause)
                 delay *= 2
                 attempt += 1
@@ -252,7 +262,7 @@ class Delivery:
         if self.message is None and (self.interaction is None or self.interaction.is_expired()):
             return  # no message to edit yet: a new one would take the outcome's nonce
         with contextlib.suppress(*DISCORD_ERRORS):
-            await self.edit(content=job_line(self.job, line), view=None, attachments=[])
+            await self.edit(content=job_line(self.job, line, self.locale), view=None, attachments=[])
 
     async def _final(self, **fields: Any) -> discord.Message:
         """The last edit of a job's message: no more Cancel button, no preview."""
@@ -275,7 +285,25 @@ class Delivery:
             self.interaction = None
             if self.metrics is not None:
                 self.metrics.token_expired_delivery()
+        if self.job.request.private:
+            return await self._edit_direct(fields)
         fields["content"] = f"{self.mention} {fields['content']}" if fields.get("content") else self.mention
+        if self.message is not None:
+            self.message = await self.message.edit(**fields, allowed_mentions=NO_MENTIONS)
+            return self.message
+        self.message = await self._post(fields)
+        return self.message
+
+    async def _edit_direct(self, fields: dict[str, Any]) -> discord.Message:
+        """A private job without its interaction: its message in the member's direct messages, never the channel."""
+        if self.direct is None:  # pragma: no cover - the cog always says how to reach the member
+            raise RuntimeError(f"private job {self.job.id} has no way to its member")
+        if not isinstance(self.channel, discord.DMChannel):
+            log.info("job %d: private, and its token is gone: delivering in the member's direct messages", self.job.id)
+            self.channel = await self.direct()
+            self.message, self.reply_to = None, None
+        note = text("job.private_by_dm", locale=self.locale)
+        fields["content"] = f"{note}\n{fields['content']}" if fields.get("content") else note
         if self.message is not None:
             self.message = await self.message.edit(**fields, allowed_mentions=NO_MENTIONS)
             return self.message

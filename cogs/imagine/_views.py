@@ -52,9 +52,10 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"(?!)"
         cls.id_format = id_format
         super().__init_subclass__(template=id_template(id_format))
 
-    def __init__(self, job_id: int, tile: int | None = None) -> None:
+    def __init__(self, job_id: int, tile: int | None = None, *, locale: str | None = None) -> None:
         self.job_id = job_id
         self.tile = tile
+        self.locale = locale  # the label's language (a button rebuilt from a click needs no label)
         custom_id = self.id_format.format(job=job_id, tile=tile)
         super().__init__(self.make_button(custom_id))
 
@@ -91,7 +92,10 @@ class RerollButton(JobButton, id_format="sg:reroll:{job}"):
 
     def make_button(self, custom_id: str) -> discord.ui.Button[Any]:
         return discord.ui.Button(
-            label=text("button.reroll"), emoji="🎲", style=discord.ButtonStyle.primary, custom_id=custom_id
+            label=text("button.reroll", locale=self.locale),
+            emoji="🎲",
+            style=discord.ButtonStyle.primary,
+            custom_id=custom_id,
         )
 
     async def press(self, cog: ImagineCog, interaction: discord.Interaction) -> None:
@@ -102,7 +106,9 @@ class CancelButton(JobButton, id_format="sg:cancel:{job}"):
     """On a waiting or running job's message: the author or a moderator stops it."""
 
     def make_button(self, custom_id: str) -> discord.ui.Button[Any]:
-        return discord.ui.Button(label=text("button.cancel"), style=discord.ButtonStyle.danger, custom_id=custom_id)
+        return discord.ui.Button(
+            label=text("button.cancel", locale=self.locale), style=discord.ButtonStyle.danger, custom_id=custom_id
+        )
 
     async def press(self, cog: ImagineCog, interaction: discord.Interaction) -> None:
         await cog.cancel(interaction, self.job_id)
@@ -112,7 +118,7 @@ class UpscaleButton(JobButton, id_format="sg:upscale:{job}:{tile}"):
     """U1-U4 (a grid's second row): tile N alone, larger, redrawn from the enlarged tile on its seed."""
 
     def make_button(self, custom_id: str) -> discord.ui.Button[Any]:
-        label = text("button.upscale", tile=self.tile)
+        label = text("button.upscale", locale=self.locale, tile=self.tile)
         return discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, custom_id=custom_id, row=1)
 
     async def press(self, cog: ImagineCog, interaction: discord.Interaction) -> None:
@@ -124,7 +130,7 @@ class VarySubtleButton(JobButton, id_format="sg:vary-subtle:{job}:{tile}"):
     """Under an upscale: four new seeds drawn from the tile, staying close to it."""
 
     def make_button(self, custom_id: str) -> discord.ui.Button[Any]:
-        label = text("button.vary_subtle")
+        label = text("button.vary_subtle", locale=self.locale)
         return discord.ui.Button(label=label, style=discord.ButtonStyle.primary, custom_id=custom_id)
 
     async def press(self, cog: ImagineCog, interaction: discord.Interaction) -> None:
@@ -136,7 +142,7 @@ class VaryStrongButton(JobButton, id_format="sg:vary-strong:{job}:{tile}"):
     """Under an upscale: four new seeds drawn from the tile, further from it."""
 
     def make_button(self, custom_id: str) -> discord.ui.Button[Any]:
-        label = text("button.vary_strong")
+        label = text("button.vary_strong", locale=self.locale)
         return discord.ui.Button(label=label, style=discord.ButtonStyle.primary, custom_id=custom_id)
 
     async def press(self, cog: ImagineCog, interaction: discord.Interaction) -> None:
@@ -154,31 +160,31 @@ BUTTONS: tuple[type[JobButton], ...] = (
 )
 
 
-def cancel_view(job: Job) -> discord.ui.View:
+def cancel_view(job: Job, locale: str | None = None) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(CancelButton(job.id))
+    view.add_item(CancelButton(job.id, locale=locale))
     return view
 
 
-def grid_view(job: Job, tiles: int, *, image_to_image: bool = False) -> discord.ui.View:
+def grid_view(job: Job, tiles: int, *, image_to_image: bool = False, locale: str | None = None) -> discord.ui.View:
     """A grid's buttons: ``1``-``N`` (refine) and Re-roll, then, when the model can draw from an image, a second
     row ``U1``-``UN``. An upscale's: Vary (subtle), Vary (strong) and Refine (the form, on its one tile)."""
     view = discord.ui.View(timeout=None)
     if job.request.kind is JobKind.UPSCALE:
         if image_to_image:
-            view.add_item(VarySubtleButton(job.id, 1))
-            view.add_item(VaryStrongButton(job.id, 1))
+            view.add_item(VarySubtleButton(job.id, 1, locale=locale))
+            view.add_item(VaryStrongButton(job.id, 1, locale=locale))
         refine = TileButton(job.id, 1)
-        refine.item.label = text("button.refine")
+        refine.item.label = text("button.refine", locale=locale)
         view.add_item(refine)
         return view
     for index in range(1, tiles + 1):
         view.add_item(TileButton(job.id, index))
     if job.request.kind is JobKind.IMAGINE:
-        view.add_item(RerollButton(job.id))
+        view.add_item(RerollButton(job.id, locale=locale))
     if image_to_image:
         for index in range(1, tiles + 1):
-            view.add_item(UpscaleButton(job.id, index))
+            view.add_item(UpscaleButton(job.id, index, locale=locale))
     return view
 
 
@@ -193,9 +199,18 @@ class RefineModal(discord.ui.Modal):
         required=True,
     )
 
-    def __init__(self, cog: ImagineCog, job: Job, tile_index: int, tile: Tile, suggestions: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        cog: ImagineCog,
+        job: Job,
+        tile_index: int,
+        tile: Tile,
+        suggestions: tuple[str, ...],
+        *,
+        locale: str | None = None,
+    ) -> None:
         super().__init__(
-            title=text("refine.title", tile=tile_index, seed=tile.seed),
+            title=text("refine.title", locale=locale, tile=tile_index, seed=tile.seed),
             custom_id=f"sg:refine:{job.id}:{tile_index}",
             timeout=15 * 60,
         )
@@ -204,13 +219,15 @@ class RefineModal(discord.ui.Modal):
         self.tile_index = tile_index
         self.tile = tile
         self.suffixes.default = "\n".join(suggestions) or None
+        self.suffixes.label = text("refine.label", locale=locale)
+        self.suffixes.placeholder = text("refine.placeholder", locale=locale)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await self.cog.refine(interaction, self.job, self.tile_index, self.tile, self.suffixes.value)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
         log.error("refine modal failed", exc_info=error)
-        await reply_error(interaction, Text("error.refine"))
+        await reply_error(interaction, Text("error.refine"))  # in the member's language (cogs.replies)
 
 
 async def _guarded(interaction: discord.Interaction, work: Awaitable[None]) -> None:

@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 
 from bot.texts import ENGLISH, Text, text
+from cogs.languages import name_key
 
 ROOT = Path(__file__).parents[2]
 SOURCES = ("bot", "cogs")
-KEYED_CALLS = {"Text", "text", "UserInputError"}  # callables whose first argument is a catalogue key
+KEYED_CALLS = {"Text", "text", "UserInputError", "described"}  # callables whose first argument is a catalogue key
+NOT_PARAMS = {"locale"}  # keyword arguments of text() that are not the message's parameters
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,11 @@ def _uses_in(path: Path) -> Iterator[Use]:
         if keys is None:  # a key passed on (Text(key, **params) inside UserInputError): not a use
             continue
         literal = all(kw.arg is not None for kw in node.keywords)  # no **params
-        params = frozenset(kw.arg for kw in node.keywords if kw.arg is not None) if literal else None
+        params = (
+            frozenset(kw.arg for kw in node.keywords if kw.arg is not None and kw.arg not in NOT_PARAMS)
+            if literal
+            else None
+        )
         where = f"{path.relative_to(ROOT)}:{node.lineno}"
         for key in keys:
             yield Use(key, where, params)
@@ -109,7 +115,11 @@ def test_every_call_passes_exactly_the_parameters_of_its_message() -> None:
 
 
 def test_every_message_of_the_catalogue_is_used() -> None:
-    used = {use.key for use in USES}
+    """Names of commands and options are used by convention (cogs.languages.name_key), and choice names
+    through ``described(f"choice.{value}")``: each must name itself back."""
+    conventional = {key for key in ENGLISH if key.startswith(("name.", "choice."))}
+    assert all(name_key(ENGLISH[key]) == key for key in conventional if key.startswith("name."))
+    used = {use.key for use in USES} | conventional
     unused = sorted(set(ENGLISH) - used)
     assert unused == [], "dead messages: keys of bot.texts.ENGLISH that no call in bot/ or cogs/ names"
 

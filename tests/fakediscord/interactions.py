@@ -25,6 +25,11 @@ MESSAGE_COMPONENT = 3
 AUTOCOMPLETE = 4
 MODAL_SUBMIT = 5
 
+# Application command types (``data.type`` of an APPLICATION_COMMAND interaction)
+CHAT_INPUT = 1
+USER_COMMAND = 2
+MESSAGE_COMMAND = 3
+
 # Callback types
 PONG = 1
 CHANNEL_MESSAGE = 4

@@ -22,6 +22,44 @@ from tests.fakediscord.spec import SchemaError
 from tests.fakediscord.state import FakeState
 
 _COMMAND_NAME = re.compile(r"^[-_'\w]{1,32}$")
+LOCALES = frozenset(
+    {
+        "ar",
+        "bg",
+        "cs",
+        "da",
+        "de",
+        "el",
+        "en-GB",
+        "en-US",
+        "es-419",
+        "es-ES",
+        "fi",
+        "fr",
+        "he",
+        "hi",
+        "hr",
+        "hu",
+        "id",
+        "it",
+        "ja",
+        "ko",
+        "lt",
+        "nl",
+        "no",
+        "pl",
+        "pt-BR",
+        "ro",
+        "ru",
+        "sv-SE",
+        "th",
+        "tr",
+        "uk",
+        "vi",
+        "zh-CN",
+        "zh-TW",
+    }
+)  # the spec's AvailableLocalesEnum
 _MAX_MODAL_COMPONENTS = 5  # Discord's documented limit; the spec's ModalInteractionCallbackRequestData allows 40
 
 _registry: dict[str, Callable[[Routes, Context], Any]] = {}
@@ -657,15 +695,75 @@ def _command_errors(cmd: JSONDict, path: tuple[str | int, ...]) -> list[SchemaEr
             errors.append(SchemaError((*path, "name"), "Command name is invalid", "APPLICATION_COMMAND_INVALID_NAME"))
         if not cmd.get("description"):
             errors.append(SchemaError((*path, "description"), "This field is required", "BASE_TYPE_REQUIRED"))
+    elif ctype in (2, 3):  # user and message context menus: a display name, no description, no options
+        if not name.strip():
+            errors.append(SchemaError((*path, "name"), "Command name is invalid", "APPLICATION_COMMAND_INVALID_NAME"))
+        if cmd.get("description"):
+            errors.append(
+                SchemaError(
+                    (*path, "description"),
+                    "Context menu commands cannot have description",
+                    "APPLICATION_COMMAND_CONTEXT_MENU_DESCRIPTION_INVALID",
+                )
+            )
+        if cmd.get("options"):
+            errors.append(
+                SchemaError(
+                    (*path, "options"),
+                    "Context menu commands cannot have options",
+                    "APPLICATION_COMMAND_CONTEXT_MENU_OPTIONS_INVALID",
+                )
+            )
+    errors.extend(_localization_errors(cmd, path, chat=ctype == 1))
     errors.extend(_option_errors(cmd.get("options") or [], (*path, "options")))
     return errors
 
 
-def _option_errors(options: list[JSONDict], path: tuple[str | int, ...]) -> list[SchemaError]:
+def _localization_errors(obj: JSONDict, path: tuple[str | int, ...], *, chat: bool) -> list[SchemaError]:
+    """``name_localizations`` / ``description_localizations``: keys are Discord locales, and a localized name of
+    a chat command or option follows the same rule as the name itself (the schema checks only the lengths)."""
     errors: list[SchemaError] = []
+    for field in ("name_localizations", "description_localizations"):
+        for locale, value in (obj.get(field) or {}).items():
+            if locale not in LOCALES:
+                errors.append(SchemaError((*path, field, locale), "Invalid Locale", "INVALID_LOCALE"))
+            elif (
+                field == "name_localizations"
+                and chat
+                and (not _COMMAND_NAME.match(str(value)) or value != str(value).lower())
+            ):
+                errors.append(
+                    SchemaError((*path, field, locale), "Command name is invalid", "APPLICATION_COMMAND_INVALID_NAME")
+                )
+    return errors
+
+
+def _localized_duplicates(items: list[JSONDict], path: tuple[str | int, ...]) -> list[SchemaError]:
+    """Siblings (options, subcommands, choices) must keep distinct names in every locale, as in English."""
+    errors: list[SchemaError] = []
+    locales = {locale for item in items for locale in (item.get("name_localizations") or {})}
+    for locale in sorted(locales):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            name = (item.get("name_localizations") or {}).get(locale, item.get("name"))
+            if name in seen:
+                errors.append(
+                    SchemaError(
+                        (*path, i, "name_localizations", locale),
+                        "Option names must be unique",
+                        "APPLICATION_COMMAND_OPTION_NAME_DUPLICATED",
+                    )
+                )
+            seen.add(name)
+    return errors
+
+
+def _option_errors(options: list[JSONDict], path: tuple[str | int, ...]) -> list[SchemaError]:
+    errors: list[SchemaError] = _localized_duplicates(options, path)
     optional_seen = False
     names: set[str] = set()
     for i, opt in enumerate(options):
+        errors.extend(_localization_errors(opt, (*path, i), chat=True))
         name = str(opt.get("name", ""))
         if not _COMMAND_NAME.match(name) or name != name.lower():
             errors.append(SchemaError((*path, i, "name"), "Option name is invalid", "APPLICATION_COMMAND_INVALID_NAME"))

@@ -398,6 +398,38 @@ class FakeDiscord:
         )
         return await self._dispatch(ix)
 
+    async def message_command(
+        self, user: Member, message: MessageRef, name: str, /, *, locale: str = "en-US"
+    ) -> Interaction:
+        """Run the message context-menu command ``name`` (type 3: Apps → name) on a stored message as ``user``.
+
+        Like Discord: the interaction's ``data`` is ``{id, name, type: 3, target_id, resolved: {messages:
+        {target_id: message}}}``, the message as ``GET`` would return it; the user must be able to see it.
+        """
+        stored = self._stored(message)
+        channel = self.state.channel(stored.channel_id)
+        member = self._member_for(user, channel)
+        if stored.ephemeral and stored.visible_to != member.id:
+            raise FakeDiscordError(f"{member.name} cannot see ephemeral message {stored.id}")
+        guild = self.state.guild_of(channel)
+        cmd = ixs.find_command(self.state, guild, name, ixs.MESSAGE_COMMAND)
+        ixs.check_can_use(self.state, cmd, guild, channel, member)
+        snapshot = stored.snapshot()
+        self.state.check_schema("MessageResponse", snapshot, "resolved message")
+        data: JSONDict = {
+            "id": cmd["id"],
+            "name": cmd["name"],
+            "type": ixs.MESSAGE_COMMAND,
+            "target_id": stored.id,
+            "resolved": {"messages": {stored.id: snapshot}},
+        }
+        if cmd.get("guild_id"):
+            data["guild_id"] = cmd["guild_id"]
+        ix = Interaction(
+            self.state, type=ixs.APPLICATION_COMMAND, user=member, channel=channel, data=data, locale=locale
+        )
+        return await self._dispatch(ix)
+
     async def autocomplete(
         self,
         user: Member,
@@ -409,6 +441,7 @@ class FakeDiscord:
         guild: GuildRef = None,
         options: Mapping[str, Any] | None = None,
         timeout: float = 3.0,
+        locale: str = "en-US",
         **values: Any,
     ) -> list[JSONDict]:
         """Type into option ``focused`` and return the choices the bot answers with (callback type 8)."""
@@ -416,15 +449,17 @@ class FakeDiscord:
         merged = {**(options or {}), **values}
         merged.setdefault(focused, "")
         data, _ = ixs.command_data(self.state, target_guild, target_channel, command, merged, focused=focused)
-        ix = Interaction(self.state, type=ixs.AUTOCOMPLETE, user=member, channel=target_channel, data=data)
+        ix = Interaction(
+            self.state, type=ixs.AUTOCOMPLETE, user=member, channel=target_channel, data=data, locale=locale
+        )
         await self._dispatch(ix)
         record = await ix.wait_response(timeout)
         choices: list[JSONDict] = (record.body.get("data") or {}).get("choices") or []
         return choices
 
-    async def click(self, user: Member, message: MessageRef, custom_id: str) -> Interaction:
+    async def click(self, user: Member, message: MessageRef, custom_id: str, *, locale: str = "en-US") -> Interaction:
         """Click the button ``custom_id`` on a stored message (it must be there and enabled)."""
-        return await self._component(user, message, custom_id, None)
+        return await self._component(user, message, custom_id, None, locale=locale)
 
     async def select(self, user: Member, message: MessageRef, custom_id: str, values: Sequence[Any]) -> Interaction:
         """Pick ``values`` in the select menu ``custom_id`` of a stored message."""
@@ -438,6 +473,7 @@ class FakeDiscord:
         *,
         component_type: int = 2,
         values: Sequence[str] | None = None,
+        locale: str = "en-US",
     ) -> Interaction:
         """A MESSAGE_COMPONENT interaction with any ``custom_id`` (for fuzzing the bot's parsing)."""
         stored = self._stored(message)
@@ -452,11 +488,12 @@ class FakeDiscord:
             channel=self.state.channel(stored.channel_id),
             data=data,
             source_message_id=stored.id,
+            locale=locale,
         )
         return await self._dispatch(ix)
 
     async def _component(
-        self, user: Member, message: MessageRef, custom_id: str, values: list[Any] | None
+        self, user: Member, message: MessageRef, custom_id: str, values: list[Any] | None, *, locale: str = "en-US"
     ) -> Interaction:
         stored = self._stored(message)
         channel = self.state.channel(stored.channel_id)
@@ -465,11 +502,19 @@ class FakeDiscord:
             raise FakeDiscordError(f"{member.name} cannot see ephemeral message {stored.id}")
         data = ixs.component_data(stored.data, custom_id, values, self.state.guild_of(channel), self.state)
         ix = Interaction(
-            self.state, type=ixs.MESSAGE_COMPONENT, user=member, channel=channel, data=data, source_message_id=stored.id
+            self.state,
+            type=ixs.MESSAGE_COMPONENT,
+            user=member,
+            channel=channel,
+            data=data,
+            source_message_id=stored.id,
+            locale=locale,
         )
         return await self._dispatch(ix)
 
-    async def submit_modal(self, user: Member, modal_ix: Interaction, values: Mapping[str, Any]) -> Interaction:
+    async def submit_modal(
+        self, user: Member, modal_ix: Interaction, values: Mapping[str, Any], *, locale: str = "en-US"
+    ) -> Interaction:
         """Submit the modal the bot answered ``modal_ix`` with; ``values`` maps text-input custom_ids to text."""
         modal = modal_ix.modal
         if modal is None:
@@ -490,6 +535,7 @@ class FakeDiscord:
             data=data,
             source_message_id=source,
             parent=modal_ix,
+            locale=locale,
         )
         return await self._dispatch(ix)
 

@@ -126,6 +126,13 @@ class ProbeBot(commands.Bot):
     def _register(self) -> None:
         tree = self.tree
 
+        @tree.context_menu(name="Quote it")
+        async def quote_it(interaction: discord.Interaction, message: discord.Message) -> None:
+            # the resolved message, as discord.py builds it from the interaction's data
+            files = ",".join(a.filename for a in message.attachments)
+            text = f"{interaction.locale}|{message.id}|{message.author.id}|{message.content}|{files}"
+            await interaction.response.send_message(text, ephemeral=True)
+
         @tree.command(name="imagine", description="Render a 2x2 grid")
         @app_commands.describe(prompt="What to draw", seed="Seed", style="Style")
         @app_commands.choices(

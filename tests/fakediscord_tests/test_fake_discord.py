@@ -401,6 +401,45 @@ async def test_attachment_option_and_resolved_users(fake: FakeDiscord, bot: Prob
     assert fake.violations == []
 
 
+async def test_message_context_menu_command(fake: FakeDiscord, bot: ProbeBot, alice: Member) -> None:
+    quote = next(c for c in fake.commands if c["name"] == "Quote it")
+    assert quote["type"] == 3 and not quote.get("description") and not quote.get("options")
+    posted = await fake.slash(alice, "reply")
+    message = await posted.wait_original(lambda m: bool(m["attachments"]))
+    ix = await fake.message_command(alice, message, "Quote it", locale="ko")
+    data = ix.payload["data"]
+    assert data["type"] == 3 and data["target_id"] == message["id"] and data["name"] == "Quote it"
+    assert data["resolved"]["messages"][message["id"]] == fake.message(message)
+    assert ix.payload["locale"] == "ko" and ix.payload["type"] == 2 and "message" not in ix.payload
+    assert (await ix.wait_response()).type == 4
+    answer = ix.original
+    assert answer is not None and answer["flags"] & EPHEMERAL
+    files = ",".join(a["filename"] for a in message["attachments"])
+    assert answer["content"] == f"ko|{message['id']}|{fake.bot_user.id}|{message['content']}|{files}"
+    with pytest.raises(FakeDiscordError, match="not registered"):
+        await fake.message_command(alice, message, "imagine")  # a slash command is not a message command
+    # a locale reaches component interactions too
+    grid = await (await fake.slash(alice, "imagine", prompt="a cat", seed=5)).wait_original(
+        lambda m: bool(m["attachments"])
+    )
+    click = await fake.click(alice, grid, "tile:5:0", locale="ko")
+    assert click.payload["locale"] == "ko" and (await click.wait_response()).type == 7
+    assert fake.violations == []
+
+
+async def test_context_menu_registration_rules(fake: FakeDiscord) -> None:
+    bad = [{"name": "Show it", "type": 3, "description": "not allowed"}, {"name": "Ok", "type": 3, "options": []}]
+    async with aiohttp.ClientSession(headers=bot_headers(fake)) as session:
+        url = f"{fake.api_base_url}/applications/{fake.application_id}/commands"
+        async with session.put(url, json=bad) as resp:
+            body = await resp.json()
+            assert resp.status == 400 and "description" in json.dumps(body["errors"]["0"])
+        async with session.put(url, json=bad[1:]) as resp:
+            assert resp.status == 200
+    assert [c["type"] for c in fake.commands] == [3]
+    fake.violations.clear()
+
+
 async def test_5xx_is_retried_by_the_webhook_adapter(fake: FakeDiscord, bot: ProbeBot, alice: Member) -> None:
     fake.inject("PATCH", r"/messages/@original$", status=500)
     ix = await fake.slash(alice, "imagine", prompt="flaky", seed=2)

@@ -41,6 +41,7 @@ from bot.engine.store import Store
 from bot.jobs import Job, JobKind, JobRequest, JobResult, RenderCancelled
 from bot.monitoring.health import engine_readiness, engine_snapshot, serve
 from bot.monitoring.metrics import OTHER, BoundedLabel, Metrics, model_label
+from bot.texts import Text
 from tests.metrics_probe import Scrape, scrape
 
 MODELS = [("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5"), ("turbo", "stabilityai/sdxl-turbo")]
@@ -250,7 +251,11 @@ def test_no_label_ever_carries_a_prompt_or_a_member_id(
         metrics.job_refused(job.request, reason)
         for event in (Queued(1), Started(), Progress(1, 2), Preview(1, b"x"), Progress(2, 2)):
             metrics.job_event(job, event)
-        outcome = (Done(JobResult(job_id, job.tiles, b"", (), 0.1)), Failed(prompt), Cancelled(by=prompt))  # type: ignore[arg-type]
+        outcome = (
+            Done(JobResult(job_id, job.tiles, b"", (), 0.1)),
+            Failed(Text("text.verbatim", text=prompt)),
+            Cancelled(by=prompt),
+        )
         metrics.job_event(job, outcome[job_id % 3])
         metrics.model_loaded(device, model or "sd15", 1.0)
         metrics.oom_split(device)

@@ -155,7 +155,7 @@ async def test_a_job_for_a_model_no_live_worker_serves_fails_at_once(
         orphan = dispatcher.submit(job_for(settings, 1, "b"))
         outcome = await asyncio.wait_for(orphan.wait(), 10)  # not left waiting for a worker that may never come
         assert isinstance(outcome, Failed)
-        assert outcome.reason == text("failed.no_worker_for_model", model="b")
+        assert str(outcome.reason) == text("failed.no_worker_for_model", model="b")
         assert await client.xlen(keys.jobs_for("b")) == 0  # never handed out
         assert dispatcher.running == [] and dispatcher.active_jobs(1) == 0  # its turn is over
         served = dispatcher.submit(job_for(settings, 2, "a"))  # the model that is served still runs

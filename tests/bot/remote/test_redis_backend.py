@@ -316,7 +316,7 @@ async def test_a_job_that_kills_its_workers_goes_to_the_dead_letter_stream(
         await pool.add(0, name="third")
         outcome = await asyncio.wait_for(handle.wait(), 30)
         assert isinstance(outcome, Failed)
-        assert "set aside" in outcome.reason
+        assert "set aside" in str(outcome.reason)
         dead = await client.xrange(keys.dead)
         assert len(dead) == 1 and dead[0][1][b"deliveries"] == b"2"
         assert await client.xlen(jobs_of(settings)) == 0
