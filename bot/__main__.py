@@ -172,7 +172,13 @@ def request_from_file(settings: Settings, args: argparse.Namespace, models: Cata
     source = recipe.tile(args.tile)
     if args.command == "upscale":
         return upscale_request(
-            parent, source, preset=preset, settings=settings.upscale, parent_job=None, tile_index=args.tile
+            parent,
+            source,
+            preset=preset,
+            settings=settings.upscale,
+            parent_job=None,
+            tile_index=args.tile,
+            upscaler=models.upscaler,
         )
     strength = settings.vary.strong if args.strong else settings.vary.subtle
     return vary_request(

@@ -298,11 +298,29 @@ class UpscaleSettings:
     """How much of the enlarged tile the image-to-image ("hires") pass redraws (0.05 to 1)."""
     max_side: int = 2048
     """The longest side an upscale may have, in pixels; a larger one is refused, saying so."""
+    model: str = ""
+    """A dedicated upscaler instead of the hires pass: a Hub id or local folder of a diffusers
+    StableDiffusionUpscalePipeline (×4, e.g. stabilityai/stable-diffusion-x4-upscaler) or
+    StableDiffusionLatentUpscalePipeline (×2); its own factor replaces ``factor``. Empty: the hires pass."""
+    steps: int = 75
+    """The upscaler's denoising steps (1 to 500; diffusers' default 75). Only with ``model``."""
+    guidance: float = 9.0
+    """The upscaler's guidance scale (0 to 50; diffusers' default 9). Only with ``model``."""
+    noise_level: int = 20
+    """The noise the ×4 upscaler adds to the tile before redrawing it (0 to 350; diffusers' default 20)."""
 
     def validate(self, key: str) -> None:
         _check(1.25 <= self.factor <= 4, f"{key}.factor", "must be in 1.25..4")
         _check(0.05 <= self.strength <= 1, f"{key}.strength", "must be in 0.05..1")
         _check(64 <= self.max_side <= 8192, f"{key}.max_side", "must be in 64..8192")
+        _check(
+            self.model == self.model.strip(),
+            f"{key}.model",
+            f'expected a Hub id or a folder without surrounding spaces ("" for the hires pass), got {self.model!r}',
+        )
+        _check(1 <= self.steps <= 500, f"{key}.steps", "must be in 1..500")
+        _check(0 <= self.guidance <= 50, f"{key}.guidance", "must be in 0..50")
+        _check(0 <= self.noise_level <= 350, f"{key}.noise_level", "must be in 0..350")
 
 
 @dataclass(frozen=True, slots=True)

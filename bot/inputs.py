@@ -12,7 +12,7 @@ from typing import Any, TypedDict
 
 from bot.config import RefineSettings, UpscaleSettings
 from bot.diffusion.families import Guidance, NegativeWay
-from bot.engine.models import Catalogue, ModelPreset
+from bot.engine.models import Catalogue, ModelPreset, UpscalerPreset
 from bot.imaging.recipe import MAX_DEPTH, Parameters, Recipe
 from bot.jobs import GRID_TILES, MAX_SUFFIXES, SEED_LIMIT, JobKind, JobRequest, Tile, random_seed, tile_seed
 from bot.texts import Text
@@ -22,6 +22,10 @@ MAX_PROMPT_LENGTH = 1000
 
 MAX_REFINED_PROMPT_LENGTH = 2000
 """A tile's prompt grows with every refinement; past this it is time for a fresh /imagine."""
+
+MAX_UPSCALER_STEPS = 500
+MAX_UPSCALER_GUIDANCE = 50
+"""The bounds ``[upscale] steps`` and ``guidance`` accept, which a recipe's upscaler call must keep to."""
 
 _JOINERS = (",", ";", ".", ":", "!", "?", " ", "\t")
 
@@ -219,8 +223,9 @@ def _derived(
     tile_index: int,
     **changes: Any,
 ) -> JobRequest:
-    """A job drawn from ``source`` (tile ``tile_index`` of job ``parent_job``), on the parent's model."""
-    if not preset.family.image_to_image:
+    """A job drawn from ``source`` (tile ``tile_index`` of job ``parent_job``), on the parent's model (and enlarged
+    by the dedicated upscaler when ``changes`` name one)."""
+    if not preset.family.image_to_image and not changes.get("upscaler"):
         raise UserInputError("input.no_image_to_image", model=preset.label)
     if source.depth + 1 >= MAX_DEPTH:
         raise UserInputError("input.chain_too_long", depth=source.depth + 1)
@@ -237,6 +242,8 @@ def _derived(
         "suffixes": (),
         "source": source.to_json(),
         "strength": strength,
+        "upscaler": "",
+        "noise_level": 0,
         "parent_job": parent_job,
         "parent_tile": tile_index,
     }
@@ -254,9 +261,34 @@ def upscale_request(
     user_id: int = 0,
     guild_id: int | None = None,
     channel_id: int | None = None,
+    upscaler: UpscalerPreset | None = None,
 ) -> JobRequest:
     """U1-U4: tile ``tile_index`` alone at ``settings.factor`` × its size (a multiple of the model's size step), its
-    own prompt and seed, redrawn from the enlarged tile at ``settings.strength``; refused beyond ``max_side``."""
+    own prompt and seed, redrawn from the enlarged tile at ``settings.strength``; refused beyond ``max_side``.
+
+    With a dedicated ``upscaler`` (``[upscale] model``, see :meth:`Catalogue.upscaler`) the tile is enlarged by
+    that upscaler instead, at its own factor, steps, guidance and noise level."""
+    origin = {"user_id": user_id, "guild_id": guild_id, "channel_id": channel_id}
+    if upscaler is not None:
+        width, height = source.width * upscaler.factor, source.height * upscaler.factor
+        if max(width, height) > settings.max_side:
+            raise UserInputError("input.upscale_too_big", width=width, height=height, max=settings.max_side)
+        return _derived(
+            parent,
+            JobKind.UPSCALE,
+            source,
+            strength=0.0,
+            preset=preset,
+            parent_job=parent_job,
+            tile_index=tile_index,
+            width=width,
+            height=height,
+            steps=upscaler.steps,
+            guidance=upscaler.guidance,
+            upscaler=upscaler.id,
+            noise_level=upscaler.noise_level,
+            **origin,
+        )
     multiple = preset.family.size_multiple
     width, height = (
         max(multiple, round(side * settings.factor / multiple) * multiple) for side in (source.width, source.height)
@@ -273,9 +305,7 @@ def upscale_request(
         tile_index=tile_index,
         width=width,
         height=height,
-        user_id=user_id,
-        guild_id=guild_id,
-        channel_id=channel_id,
+        **origin,
     )
 
 
@@ -319,12 +349,9 @@ def request_from_recipe(recipe: Recipe, models: Catalogue, *, max_side: int) -> 
     preset = models.get(recipe.model) if recipe.model else None
     if preset is None:
         raise UserInputError("input.recipe_model", model=recipe.model or recipe.model_id or "?")
-    if not preset.min_steps <= recipe.steps <= preset.max_steps:
-        raise UserInputError("input.steps_range", min=preset.min_steps, max=preset.max_steps)
-    if preset.family.uses_guidance and not preset.min_guidance <= recipe.guidance <= preset.max_guidance:
-        raise UserInputError("input.guidance_range", min=preset.min_guidance, max=preset.max_guidance)
-    _check_chain(recipe, preset, max_side)
-    if recipe.source is not None and not preset.family.image_to_image:
+    _check_steps_and_guidance(recipe, preset)
+    _check_chain(recipe, preset, max_side, models.upscaler)
+    if recipe.source is not None and not recipe.upscaler and not preset.family.image_to_image:
         raise UserInputError("input.no_image_to_image", model=preset.label)
     first = recipe.tiles[0]
     kind = JobKind(recipe.kind)
@@ -358,17 +385,35 @@ def request_from_recipe(recipe: Recipe, models: Catalogue, *, max_side: int) -> 
         model_id=preset.id,
         strength=(recipe.strength or 0.0) if recipe.source is not None else 0.0,
         source=recipe.source.to_json() if recipe.source is not None else "",
+        upscaler=recipe.upscaler,
+        noise_level=recipe.noise_level or 0,
         parent_job=recipe.parent_job,
         parent_tile=recipe.parent_tile,
     )
 
 
-def _check_chain(recipe: Recipe, preset: ModelPreset, max_side: int) -> None:
+def _check_steps_and_guidance(recipe: Recipe, preset: ModelPreset) -> None:
+    """The model's bounds; for an upscaler's image, the bounds ``[upscale] steps`` and ``guidance`` accept."""
+    if recipe.upscaler:
+        if not 1 <= recipe.steps <= MAX_UPSCALER_STEPS:
+            raise UserInputError("input.steps_range", min=1, max=MAX_UPSCALER_STEPS)
+        if not 0 <= recipe.guidance <= MAX_UPSCALER_GUIDANCE:
+            raise UserInputError("input.guidance_range", min=0, max=MAX_UPSCALER_GUIDANCE)
+        return
+    if not preset.min_steps <= recipe.steps <= preset.max_steps:
+        raise UserInputError("input.steps_range", min=preset.min_steps, max=preset.max_steps)
+    if preset.family.uses_guidance and not preset.min_guidance <= recipe.guidance <= preset.max_guidance:
+        raise UserInputError("input.guidance_range", min=preset.min_guidance, max=preset.max_guidance)
+
+
+def _check_chain(recipe: Recipe, preset: ModelPreset, max_side: int, upscaler: UpscalerPreset | None) -> None:
     """The image and every source tile behind it: sizes the model can draw, prompts of a length a member could
-    have typed (a recipe may come from anyone's file)."""
+    have typed (a recipe may come from anyone's file), and upscalers that are configured here."""
     level: Recipe | None = recipe
     multiple = preset.family.size_multiple
     while level is not None:
+        if level.upscaler and (upscaler is None or level.upscaler != upscaler.id):
+            raise UserInputError("input.recipe_upscaler", upscaler=level.upscaler)
         if max(level.width, level.height) > max_side:
             reason = f"{level.width}×{level.height} is larger than {max_side} pixels a side"
             raise UserInputError("input.recipe_unusable", reason=reason)

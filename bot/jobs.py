@@ -129,6 +129,11 @@ class JobRequest(Sampling):
     locale: str = ""
     """The Discord locale of the member who asked (``"ko"``, ``"en-US"``): the job's messages are in that
     language. Empty when unknown (the CLI, jobs from before): the server's language, else English."""
+    upscaler: str = ""
+    """The dedicated upscaler (``[upscale] model``: its Hub id or folder) that enlarges the source tile, instead of
+    the image-to-image pass (``strength`` is then 0); empty: the hires pass, or no upscale at all."""
+    noise_level: int = 0
+    """The noise the ×4 upscaler adds to the source tile first (``[upscale] noise_level``); only with ``upscaler``."""
     private: bool = False
     """Shown to the member only (``/preferences private``, where the server allows it): the job's message is
     ephemeral, and after Discord's 15 minutes the outcome goes to the member's direct messages, never the channel."""
@@ -142,7 +147,9 @@ class JobRequest(Sampling):
             raise ValueError("an imagine job takes no suffixes")
         if self.kind in DERIVED_KINDS and (self.suffixes or not self.source):
             raise ValueError(f"a {self.kind} job takes no suffixes and needs the recipe of its source tile")
-        if self.source and not 0 < self.strength <= 1:
+        if self.upscaler and not self.source:
+            raise ValueError("an upscaler job needs the recipe of its source tile")
+        if self.source and not self.upscaler and not 0 < self.strength <= 1:
             raise ValueError(f"strength must be in (0, 1] for a job drawn from a source tile, got {self.strength}")
 
     def tiles(self) -> tuple[Tile, ...]:

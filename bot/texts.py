@@ -69,6 +69,7 @@ ENGLISH: Final[Mapping[str, str]] = MappingProxyType(
         ),
         "input.no_image_to_image": "{model} cannot draw from an image, so its tiles cannot be upscaled or varied.",
         "input.recipe_model": "This image was made with the model {model}, which is not configured here.",
+        "input.recipe_upscaler": "This image was enlarged by the upscaler {upscaler}, which is not configured here.",
         "input.recipe_unusable": "This recipe cannot be run here: {reason}.",
         "input.chain_too_long": "This image is already {depth} steps from its grid; start again from a new /imagine.",
         # --- why a job failed (shown on its message) ---
@@ -109,6 +110,7 @@ ENGLISH: Final[Mapping[str, str]] = MappingProxyType(
         "grid.upscaled_title": "Tile {tile} of job {job}, upscaled to {width}×{height}",
         "grid.varied_title": "Tile {tile} of job {job}, varied (strength {strength:g})",
         "grid.strength": "Strength",
+        "grid.upscaler": "Upscaler",
         "grid.upscale_footer": "job {job} · Vary for four more like it, Refine to re-prompt this seed",
         "grid.prompt": "**Prompt:** {prompt}",
         "grid.seed": "Seed",

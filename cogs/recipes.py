@@ -146,6 +146,10 @@ class RecipesCog(commands.Cog, name="Recipes"):
             raise UserInputError("recipe.download_failed") from None
         if not data.startswith(SIGNATURE) or len(data) > MAX_FILE_BYTES:
             raise UserInputError("recipe.not_png", name=name)
+        return await asyncio.to_thread(self._read, data, name)  # up to 10 MB of chunks: off the event loop
+
+    def _read(self, data: bytes, name: str) -> Recipe:
+        """The recipe a PNG carries: seedgrid's own chunk, else A1111's ``parameters`` (blocking)."""
         recipe = read_recipe(data)
         if recipe is not None:
             return recipe

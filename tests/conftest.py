@@ -21,6 +21,7 @@ from bot.config import Settings, parse_settings
 from bot.engine import Engine
 from tests.redis_server import RedisServer, running_redis
 from tests.tiny_model import build_tiny_pipeline
+from tests.tiny_upscaler import build_tiny_upscaler
 
 TEST_TOKEN = "MTEST.fake-token.seedgrid-never-log-me"
 
@@ -28,6 +29,12 @@ TEST_TOKEN = "MTEST.fake-token.seedgrid-never-log-me"
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_upscaler(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ×4 ``StableDiffusionUpscalePipeline`` folder (``[upscale] model``)."""
+    return build_tiny_upscaler(tmp_path_factory.mktemp("tiny-upscaler") / "upscaler")
 
 
 def config_text(

@@ -24,12 +24,13 @@ from PIL import Image
 from bot.config import ModelSettings, shorthand_name
 from bot.diffusion.pipeline import GenerationOutput, Pipeline
 from bot.diffusion.progress import PreviewCallback, StepCallback, StopCheck
-from bot.diffusion.shelf import LoadingCallback, Shelf
+from bot.diffusion.shelf import LoadingCallback, Shelf, UnknownModelError
+from bot.diffusion.upscaler import Upscaler
 from bot.engine.backend import ModelInfo
 from bot.imaging.grid import compose_grid, encode_png
 from bot.imaging.recipe import MAX_DEPTH, Recipe
 from bot.imaging.tiles import Tiles
-from bot.jobs import GenParams, Job, JobKind, JobResult
+from bot.jobs import GenParams, Job, JobKind, JobRequest, JobResult
 
 if TYPE_CHECKING:
     from bot.diffusion.classifier import ImageClassifier
@@ -115,8 +116,10 @@ class PipelineRenderer:
         warm_up: Sequence[tuple[int, int]] | Mapping[str, Sequence[tuple[int, int]]] = (),
         memory_budget: float = 0.0,
         observer: Observer | None = None,
+        upscaler: ModelSettings | None = None,
     ) -> PipelineRenderer:
-        """Load the default model (blocking); the others load when a job needs them.
+        """Load the default model (blocking); the others, and the dedicated ``upscaler`` (``[upscale] model``,
+        loaded on the shelf beside them), load when a job needs them.
 
         ``models``: the configured models by name, the default first (or one model's settings, named
         as ``[model] id`` names it: :func:`bot.config.shorthand_name`).
@@ -148,7 +151,9 @@ class PipelineRenderer:
             return pipeline
 
         budget = next(iter(named.values())).memory_budget
-        shelf = Shelf(named, load_model, budget_gib=memory_budget or budget)
+        shelf = Shelf(
+            named, load_model, budget_gib=memory_budget or budget, upscaler=upscaler, load_upscaler=Upscaler.load
+        )
         return cls(shelf, preview_every=preview_every, observer=observer)
 
     @property
@@ -174,7 +179,9 @@ class PipelineRenderer:
         # 1. the job's model (loaded now if this device does not hold it), then one batched pipeline
         #    call, one CPU generator per tile (split on out-of-memory)
         #    (a job drawn from a source tile first draws that tile again from its recipe, enlarged to the
-        #    job's size: the image-to-image pass starts from it)
+        #    job's size: the image-to-image pass starts from it; a dedicated upscaler enlarges it instead)
+        if job.request.upscaler:
+            return self._upscale(job, on_step, should_stop, on_load)
         name = job.request.model or self.shelf.default  # "" (older jobs, the CLI): the default model
         pipeline = self.shelf.get(name, on_load)
         # the recipe names the model that drew it, however the job named it
@@ -202,10 +209,91 @@ class PipelineRenderer:
             nsfw=tuple(output.nsfw),
         )
 
+    def _upscale(
+        self, job: Job, on_step: StepCallback, should_stop: StopCheck, on_load: LoadingCallback | None
+    ) -> JobResult:
+        """A job enlarged by the dedicated upscaler: its source tile drawn again on the job's model, then each of
+        the job's tiles (an upscale has one) that tile upscaled with its own prompt and seed, one call each."""
+        # 1. the source tile, on the job's model (the reference to its pipeline ends here: the upscaler may need
+        #    its room on the shelf)
+        request, recipe, source, nsfw = self._source_of(job, should_stop, on_load)
+        # 2. the upscaler (loaded now if this device does not hold it), one call per tile, CPU generator
+        upscaler = self._upscaler(request.upscaler, on_load)
+        start = time.perf_counter()
+        images = []
+        for tile in request.tiles():
+            image = upscaler.upscale(
+                source,
+                prompt=tile.prompt,
+                negative=request.negative,
+                seed=tile.seed,
+                steps=request.steps,
+                guidance=request.guidance,
+                noise_level=request.noise_level,
+                on_step=on_step,
+                should_stop=should_stop,
+            )
+            if image.size != (request.width, request.height):
+                raise ValueError(
+                    f"the upscaler made {image.width}×{image.height} of a {source.width}×{source.height} tile, "
+                    f"the job asked for {request.width}×{request.height}"
+                )
+            images.append(image)
+        elapsed = time.perf_counter() - start
+        # 3. the image (or a grid of them), each PNG with its recipe; the safety verdict is the source tile's
+        grid = images[0] if request.kind is JobKind.UPSCALE else compose_grid(images)
+        return JobResult(
+            job_id=job.id,
+            tiles=job.tiles,
+            grid_png=encode_png(grid, metadata=recipe.metadata()),
+            images=Tiles(images, metadata=[recipe.tile(i).metadata() for i in range(1, len(images) + 1)]),
+            elapsed=elapsed,
+            nsfw=(nsfw,) * len(images),
+        )
+
+    def _source_of(
+        self, job: Job, should_stop: StopCheck, on_load: LoadingCallback | None
+    ) -> tuple[JobRequest, Recipe, Image.Image, bool]:
+        """The job as its recipe names it, that recipe, its source tile drawn again, and that tile's safety verdict."""
+        name = job.request.model or self.shelf.default
+        pipeline = self.shelf.get(name, on_load)
+        request = dataclasses.replace(job.request, model=name, model_id=job.request.model_id or pipeline.info.model)
+        recipe = Recipe.of(request, family=pipeline.info.family, scheduler=pipeline.info.scheduler)
+        if recipe.source is None:
+            raise ValueError("an upscaler job needs the recipe of its source tile")
+        output = self._draw_output(pipeline, recipe.source, should_stop)
+        return request, recipe, output.images[0], output.nsfw[0]
+
+    def _upscaler(self, upscaler_id: str, on_load: LoadingCallback | None) -> Upscaler:
+        """The dedicated upscaler a job (or a recipe in its chain) names, when it is this device's."""
+        if upscaler_id != self.shelf.upscaler_id:
+            raise UnknownModelError(f"the upscaler {upscaler_id!r} is not configured here any more")
+        return self.shelf.get_upscaler(on_load)
+
     def _draw(self, pipeline: Pipeline, recipe: Recipe, should_stop: StopCheck, depth: int = 0) -> Image.Image:
         """Tile 1 of ``recipe`` drawn again (its own source first, when it has one), without progress."""
+        return self._draw_output(pipeline, recipe, should_stop, depth).images[0]
+
+    def _draw_output(
+        self, pipeline: Pipeline, recipe: Recipe, should_stop: StopCheck, depth: int = 0
+    ) -> GenerationOutput:
+        """:meth:`_draw`, with the safety verdict (an upscaler's image: its source tile's)."""
         if depth > MAX_DEPTH:
             raise ValueError("the chain of source tiles is too long")
+        if recipe.upscaler and recipe.source is not None:  # enlarged by the upscaler: its source, then it
+            below = self._draw_output(pipeline, recipe.source, should_stop, depth + 1)
+            tile = recipe.tiles[0]
+            image = self._upscaler(recipe.upscaler, None).upscale(
+                below.images[0],
+                prompt=tile.prompt,
+                negative=recipe.negative,
+                seed=tile.seed,
+                steps=recipe.steps,
+                guidance=recipe.guidance,
+                noise_level=recipe.noise_level or 0,
+                should_stop=should_stop,
+            )
+            return GenerationOutput(images=[image], nsfw=below.nsfw[:1], elapsed=0.0)
         params = GenParams(
             tiles=recipe.tiles[:1],
             negative=recipe.negative,
@@ -216,10 +304,10 @@ class PipelineRenderer:
         )
         start = None
         if recipe.source is not None:
-            start = self._draw(pipeline, recipe.source, should_stop, depth + 1)
+            start = self._draw_output(pipeline, recipe.source, should_stop, depth + 1).images[0]
             start = start.resize((recipe.width, recipe.height), Image.Resampling.LANCZOS)
         strength = recipe.strength or 0.0
-        return pipeline.generate(params, should_stop=should_stop, image=start, strength=strength).images[0]
+        return pipeline.generate(params, should_stop=should_stop, image=start, strength=strength)
 
     def _generate(
         self,

@@ -101,6 +101,7 @@ class LocalBackend(Backend):
             warm_up={preset.name: [(size.width, size.height) for size in preset.sizes] for preset in catalogue},
             memory_budget=settings.model.memory_budget,
             observer=observer,
+            upscaler=None if catalogue.upscaler is None else replace(catalogue.upscaler.load, device=where),
         )
         return cls({where: load}, settings.executor)
 

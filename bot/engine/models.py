@@ -14,6 +14,7 @@ what a model ignores; the devices read its load settings.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -57,13 +58,30 @@ class ModelPreset:
         raise KeyError(name)
 
 
-class Catalogue:
-    """The configured models, the default first."""
+@dataclass(frozen=True, slots=True)
+class UpscalerPreset:
+    """The dedicated upscaler of ``[upscale] model``, resolved: its kind (from its ``model_index.json``), the factor
+    that kind enlarges by, what to load, and the settings of its call."""
 
-    def __init__(self, presets: tuple[ModelPreset, ...]) -> None:
+    id: str
+    kind: str
+    """The diffusers pipeline class (:data:`bot.diffusion.upscaler.UPSCALER_FACTORS`)."""
+    factor: int
+    load: ModelSettings
+    """``[model]``'s device, dtype and offload, with the upscaler's id."""
+    steps: int
+    guidance: float
+    noise_level: int
+
+
+class Catalogue:
+    """The configured models, the default first, and the dedicated upscaler when there is one."""
+
+    def __init__(self, presets: tuple[ModelPreset, ...], *, upscaler: UpscalerPreset | None = None) -> None:
         if not presets:
             raise ValueError("a catalogue needs at least one model")
         self._presets = {preset.name: preset for preset in presets}
+        self.upscaler = upscaler
 
     @classmethod
     def resolve(cls, settings: Settings, *, families: dict[str, Family] | None = None) -> Catalogue:
@@ -80,7 +98,7 @@ class Catalogue:
             family = (families or {}).get(entry.id) or _family_of(load)
             key = f"models[{i}]" if settings.models else "model"
             presets.append(_preset(settings, entry, load, family, key))
-        return cls(tuple(presets))
+        return cls(tuple(presets), upscaler=resolve_upscaler(settings))
 
     @property
     def default(self) -> ModelPreset:
@@ -107,7 +125,7 @@ class Catalogue:
         for name in wanted:
             if name not in self._presets:
                 raise KeyError(name)
-        return Catalogue(tuple(preset for preset in self if preset.name in wanted))
+        return Catalogue(tuple(preset for preset in self if preset.name in wanted), upscaler=self.upscaler)
 
     @property
     def size_names(self) -> list[Size]:
@@ -117,6 +135,32 @@ class Catalogue:
             for size in preset.sizes:
                 seen.setdefault(size.name, size)
         return list(seen.values())
+
+
+def resolve_upscaler(settings: Settings) -> UpscalerPreset | None:
+    """``[upscale] model`` resolved (None when empty: the hires pass). Blocking (reads its ``model_index.json``);
+    :class:`ConfigError` when that cannot be read or names a pipeline that is not an upscaler."""
+    from bot.diffusion.upscaler import NotAnUpscalerError, upscaler_kind
+
+    upscale = settings.upscale
+    if not upscale.model:
+        return None
+    try:
+        kind, factor = upscaler_kind(upscale.model)
+    except NotAnUpscalerError as exc:
+        raise ConfigError(f"upscale.model: {upscale.model} is not an upscaler: {exc}") from None
+    except Exception as exc:  # no such folder, offline and not in the Hub cache, a typo in a Hub id
+        raise ConfigError(f"upscale.model: cannot read the model index of {upscale.model}: {exc}") from None
+    load = dataclasses.replace(settings.model, id=upscale.model, scheduler="", compile=False, quantize="")
+    return UpscalerPreset(
+        id=upscale.model,
+        kind=kind,
+        factor=factor,
+        load=load,
+        steps=upscale.steps,
+        guidance=upscale.guidance,
+        noise_level=upscale.noise_level,
+    )
 
 
 def _family_of(load: ModelSettings) -> Family:

@@ -19,7 +19,7 @@ from bot.jobs import GRID_TILES, Job, JobKind, JobRequest, JobStatus, Tile
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     strength    REAL    NOT NULL DEFAULT 0,   -- image-to-image strength (jobs drawn from a source tile)
     source      TEXT    NOT NULL DEFAULT '',  -- that source tile's recipe (JSON), '' for none
     locale      TEXT    NOT NULL DEFAULT '',  -- the member's Discord locale, for the job's messages
-    private     INTEGER NOT NULL DEFAULT 0    -- 1: shown to the member only (ephemeral, else a direct message)
+    private     INTEGER NOT NULL DEFAULT 0,   -- 1: shown to the member only (ephemeral, else a direct message)
+    upscaler    TEXT    NOT NULL DEFAULT '',  -- the dedicated upscaler's id or folder ('' = the hires pass)
+    noise_level INTEGER NOT NULL DEFAULT 0    -- the noise that upscaler adds to the tile first
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE TABLE IF NOT EXISTS server_settings (   -- /settings: a server's defaults and policies
@@ -90,7 +92,7 @@ CREATE TABLE IF NOT EXISTS recipes (         -- what made a job's images (bot.im
 _REQUEST_COLUMNS = (
     "kind", "prompt", "negative", "seed", "steps", "guidance", "width", "height", "suffixes",
     "user_id", "guild_id", "channel_id", "parent_job", "parent_tile", "policy", "model", "model_id", "strength",
-    "source", "locale", "private",
+    "source", "locale", "private", "upscaler", "noise_level",
 )  # fmt: skip
 """The columns that hold a :class:`JobRequest`, named as its fields."""
 _STATE_COLUMNS = (
@@ -127,7 +129,7 @@ class Store:
         self._write = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path | str) -> Self:
+    async def open(cls, path: Path | str) -> Self:  # noqa: PLR0912 - one branch per schema version
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path)
@@ -161,6 +163,9 @@ class Store:
             await db.execute("ALTER TABLE jobs ADD COLUMN locale TEXT NOT NULL DEFAULT ''")
         if 0 < version < 8:  # and whether it is shown to the member only
             await db.execute("ALTER TABLE jobs ADD COLUMN private INTEGER NOT NULL DEFAULT 0")
+        if 0 < version < 9:  # and the dedicated upscaler that enlarges it
+            for column in ("upscaler TEXT NOT NULL DEFAULT ''", "noise_level INTEGER NOT NULL DEFAULT 0"):
+                await db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
         await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         await db.commit()
         log.debug("store opened at %s", path)

@@ -188,6 +188,10 @@ class Recipe:
     parent_tile: int | None = None
     source: Recipe | None = None
     """The recipe of the one tile a derived image was drawn from."""
+    upscaler: str = ""
+    """The dedicated upscaler (Hub id or folder) that enlarged ``source``; empty: the hires pass, or none."""
+    noise_level: int | None = None
+    """The noise that upscaler added to the source tile first (with ``upscaler`` only)."""
     version: str = field(default_factory=seedgrid_version)
 
     @classmethod
@@ -215,10 +219,12 @@ class Recipe:
             width=request.width,
             height=request.height,
             tiles=tiles if tiles is not None else request.tiles(),
-            strength=request.strength if request.source else None,
+            strength=request.strength if request.source and not request.upscaler else None,
             parent_job=request.parent_job if request.kind is not JobKind.IMAGINE else None,
             parent_tile=request.parent_tile if request.kind is not JobKind.IMAGINE else None,
             source=source,
+            upscaler=request.upscaler,
+            noise_level=request.noise_level if request.upscaler else None,
         )
 
     @property
@@ -246,6 +252,7 @@ class Recipe:
             "RNG": "CPU",
             "Tile seeds": ", ".join(str(t.seed) for t in self.tiles) if len(self.tiles) > 1 else None,
             "Hires upscale": self._upscale_factor(),
+            "Hires upscaler": self.upscaler or None,
             "Version": f"seedgrid {self.version}",
         }
         return format_parameters(first.prompt, self.negative, settings)
@@ -256,6 +263,7 @@ class Recipe:
         return f"{self.width / self.source.width:g}"
 
     def to_dict(self) -> dict[str, Any]:
+        upscaler = {"upscaler": self.upscaler, "noise_level": self.noise_level} if self.upscaler else {}
         return {
             "format": RECIPE_FORMAT,
             "seedgrid": self.version,
@@ -275,7 +283,7 @@ class Recipe:
             if self.parent_job is None and self.parent_tile is None
             else {"job": self.parent_job, "tile": self.parent_tile},
             "source": None if self.source is None else self.source.to_dict(),
-        }
+        } | upscaler
 
     def to_json(self) -> str:
         """The ``seedgrid`` chunk: compact, ASCII-only JSON (so it always fits a tEXt chunk)."""
@@ -322,6 +330,9 @@ class Recipe:
         strength = data.get("strength")
         if strength is not None and (not isinstance(strength, int | float) or not 0 < strength <= 1):
             raise RecipeError("strength: a number in (0, 1] expected")
+        upscaler = _text(data, "upscaler")
+        if upscaler and source is None:
+            raise RecipeError("upscaler: only for an image drawn from a source tile")
         return cls(
             kind=kind,
             model=_text(data, "model"),
@@ -338,6 +349,8 @@ class Recipe:
             parent_job=None if parent is None else _optional_int(parent, "job"),
             parent_tile=None if parent is None else _optional_int(parent, "tile"),
             source=None if source is None else cls.from_dict(source, depth + 1),
+            upscaler=upscaler,
+            noise_level=_int(data, "noise_level", 0, 1000) if upscaler else None,
             version=_text(data, "seedgrid"),
         )
 

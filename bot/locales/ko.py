@@ -55,6 +55,7 @@ STRINGS: Final[Mapping[str, str]] = {
         "{model} 모델은 이미지를 바탕으로 그릴 수 없어서 타일을 업스케일하거나 변형할 수 없습니다."
     ),
     "input.recipe_model": "이 이미지는 {model} 모델로 만들어졌지만, 여기에는 그 모델이 설정되어 있지 않습니다.",
+    "input.recipe_upscaler": "이 이미지는 {upscaler} 업스케일러로 확대되었지만, 여기에는 그 업스케일러가 설정되어 있지 않습니다.",
     "input.recipe_unusable": "이 레시피는 여기서 실행할 수 없습니다: {reason}.",
     "input.chain_too_long": (
         "이 이미지는 이미 원래 그리드에서 {depth}단계 떨어져 있습니다. /imagine 명령으로 새로 시작하세요."
@@ -97,6 +98,7 @@ STRINGS: Final[Mapping[str, str]] = {
     "grid.upscaled_title": "{job}번 작업 {tile}번 타일 (업스케일: {width}×{height})",
     "grid.varied_title": "{job}번 작업 {tile}번 타일 (변형: 강도 {strength:g})",
     "grid.strength": "강도",
+    "grid.upscaler": "업스케일러",
     "grid.upscale_footer": "{job}번 작업 · 변형: 비슷한 이미지 4장 더 그리기 · 다듬기: 이 시드로 프롬프트 바꾸기",
     "grid.prompt": "**프롬프트:** {prompt}",
     "grid.seed": "시드",

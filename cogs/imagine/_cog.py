@@ -235,6 +235,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
                 settings=self.settings.upscale,
                 parent_job=parent.id,
                 tile_index=tile_index,
+                upscaler=self.engine.models.upscaler,
                 **_origin(interaction),
             )
         except UserInputError as exc:

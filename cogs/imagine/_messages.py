@@ -10,6 +10,7 @@ import io
 
 import discord
 
+from bot.config import shorthand_name
 from bot.engine import Event, Loading, Progress, Queued, Started
 from bot.imaging.grid import progress_bar
 from bot.jobs import Job, JobKind, JobResult
@@ -139,7 +140,10 @@ def grid_message(
     embed.add_field(name=text("grid.guidance", locale=locale), value=f"{request.guidance:g}", inline=True)
     embed.add_field(name=text("grid.size", locale=locale), value=f"{request.width}×{request.height}", inline=True)
     embed.add_field(name=text("grid.model", locale=locale), value=_clip(model, 1024), inline=True)
-    if request.source:
+    if request.upscaler:  # a dedicated upscaler: no image-to-image strength; its name, never a local path
+        upscaler = shorthand_name(request.upscaler)
+        embed.add_field(name=text("grid.upscaler", locale=locale), value=_clip(upscaler, 1024), inline=True)
+    elif request.source:
         embed.add_field(name=text("grid.strength", locale=locale), value=f"{request.strength:g}", inline=True)
     embed.add_field(
         name=text("grid.time", locale=locale),

@@ -1,5 +1,6 @@
 """``python -m bot`` as an admin runs it: a real subprocess, real config files."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -95,23 +96,57 @@ def test_check_loads_the_model_and_generates(config: Path) -> None:
     assert "on cpu" in result.stdout and "ok:" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["imagine", "x", "--seed", "-3", "--out", "o"], "--seed"),
-        (["imagine", "x", "--seed", "4294967296", "--out", "o"], "--seed"),
-        (["imagine", "x", "--steps", "99", "--out", "o"], "Steps must be between 1 and 50"),
-        (["imagine", "   ", "--out", "o"], "prompt is empty"),
-        (["imagine", "x", "--suffix", "a", "--out", "o"], "--suffix re-runs one seed"),
-        (["imagine", "x", "--size", "giant", "--out", "o"], "Unknown size"),
-        (["imagine", "x", "--model", "nope", "--out", "o"], "There is no model 'nope' here; choose one of: model"),
-    ],
-)
-def test_bad_arguments_are_refused_clearly(config: Path, args: list[str], message: str) -> None:
-    result = run_cli(*args, "--config", config)
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+BAD_ARGUMENTS = [
+    (["imagine", "x", "--seed", "-3", "--out", "o"], "--seed"),
+    (["imagine", "x", "--seed", "4294967296", "--out", "o"], "--seed"),
+    (["imagine", "x", "--steps", "99", "--out", "o"], "Steps must be between 1 and 50"),
+    (["imagine", "   ", "--out", "o"], "prompt is empty"),
+    (["imagine", "x", "--suffix", "a", "--out", "o"], "--suffix re-runs one seed"),
+    (["imagine", "x", "--size", "giant", "--out", "o"], "Unknown size"),
+    (["imagine", "x", "--model", "nope", "--out", "o"], "There is no model 'nope' here; choose one of: model"),
+]
+_EACH_IN_ONE_PROCESS = """
+import contextlib, io, json, sys
+from bot.__main__ import main
+answers = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's own refusals
+            code = exc.code
+    answers.append([code, err.getvalue()])
+print(json.dumps(answers))
+"""
+
+
+@pytest.fixture(scope="module")
+def refusals(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, str]]:
+    """The command line's entry point (what ``python -m bot`` runs) on every bad argument list, in one
+    process (starting Python and torch once rather than once per case)."""
+    folder = tmp_path_factory.mktemp("cli")
+    config = folder / "config.toml"
+    config.write_text(config_text(tiny_model, folder / "db.sqlite"))
+    cases = [[*args, "--config", str(config)] for args, _ in BAD_ARGUMENTS]
+    result = subprocess.run(
+        [sys.executable, "-c", _EACH_IN_ONE_PROCESS, json.dumps(cases)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [(code, err) for code, err in json.loads(result.stdout.splitlines()[-1])]
+
+
+@pytest.mark.parametrize("case", range(len(BAD_ARGUMENTS)), ids=[m for _, m in BAD_ARGUMENTS])
+def test_bad_arguments_are_refused_clearly(refusals: list[tuple[int, str]], case: int) -> None:
+    code, stderr = refusals[case]
+    assert code == 2
+    assert BAD_ARGUMENTS[case][1] in stderr
+    assert "Traceback" not in stderr
 
 
 def test_bad_config_stops_startup_naming_the_key(tmp_path: Path) -> None:

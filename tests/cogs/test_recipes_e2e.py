@@ -180,3 +180,24 @@ async def test_reproduce_refuses_recipes_it_cannot_run(
     data = await private_answer(await fake.slash(fake.member, "reproduce", image=Upload("big.png", posted)))
     assert data["content"].startswith("⚠️ big.png is ") and "at most 0 MB" in data["content"]
     assert len(fake.messages(fake.channel, include_ephemeral=False)) == before
+
+
+async def test_reproduce_an_a1111_png_draws_its_parameters(fake: FakeDiscord, bot: SeedgridBot, engine: Engine) -> None:
+    """A PNG from AUTOMATIC1111 (or any tool writing its ``parameters``): its prompt, negative, steps, CFG scale,
+    seed and size, drawn on this bot's model (the checkpoint it names is not ours to load)."""
+    parameters = (
+        "a red fox in snow, watercolor\nNegative prompt: blurry, text\n"
+        'Steps: 2, Sampler: Euler a, CFG scale: 6.5, Seed: 321, Size: 64x64, Model: "dreamshaper_8", Version: v1.10.1'
+    )
+    ix = await fake.slash(fake.member, "reproduce", image=Upload("a1111.png", png_with({"parameters": parameters})))
+    assert (await ix.wait_response()).type == DEFERRED_CHANNEL_MESSAGE
+    grid = await ix.wait_original(has_grid, timeout=60)
+    embed = grid["embeds"][0]  # type: ignore[index]
+    assert embed["title"] == "a red fox in snow, watercolor"
+    assert (field(embed, "Steps"), field(embed, "Guidance"), field(embed, "Size")) == ("2", "6.5", "64×64")
+    assert field(embed, "Negative") == "blurry, text" and "321" in field(embed, "Seeds")
+    posted, _ = image(fake, grid)
+    recipe = read_recipe(posted)
+    assert recipe is not None and recipe.tiles[0].seed == 321 and recipe.negative == "blurry, text"
+    job = await engine.job(int(str(grid["components"][0]["components"][0]["custom_id"]).split(":")[2]))  # type: ignore[index]
+    assert job is not None and (job.request.seed, job.request.steps, job.request.guidance) == (321, 2, 6.5)

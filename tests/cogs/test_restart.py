@@ -1,4 +1,5 @@
-"""Buttons on a message from before a restart still work: a real ``python -m bot run`` process takes over."""
+"""Buttons on a message from before a restart still work (the numbers and the U row): a real ``python -m bot run``
+process takes over."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from bot.config import Settings
 from bot.engine import Engine
 from cogs.client import SeedgridBot
 from tests.cogs.conftest import bot_settings, buttons, forget_earlier_worlds, has_grid, replying_to
+from tests.cogs.imagine.test_cog import image
+from tests.cogs.imagine.test_upscale_e2e import press, reply_with
 from tests.conftest import TEST_TOKEN, config_text
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.discordpy import running
@@ -82,3 +85,9 @@ async def test_buttons_work_after_the_bot_restarts(
     reply = await fake.wait_for_message(replying_to(parent["id"]), timeout=120)  # type: ignore[arg-type]
     assert [b["label"] for b in buttons(reply)] == ["1", "U1"]
     assert reply["embeds"][0]["description"] == "**Prompt:** an old castle\n**1** · , in winter"  # type: ignore[index]
+
+    # 4. ... and so does its second row: U2 posts that tile alone, enlarged, with Vary and Refine
+    await press(fake, parent, "U2")
+    upscale = await fake.wait_for_message(reply_with(parent, "Refine"), timeout=120)
+    assert [b["label"] for b in buttons(upscale)] == ["Vary (subtle)", "Vary (strong)", "Refine"]
+    assert image(fake, upscale)[1].size == (128, 128)  # the 64² tile at [upscale] factor 2

@@ -6,7 +6,7 @@ response the fake returns is validated against Discord's OpenAPI description (``
 
 from tests.fakediscord.errors import DiscordHTTPError, FakeDiscordError
 from tests.fakediscord.interactions import CallbackRecord, Interaction, RejectedCallback
-from tests.fakediscord.models import Channel, Guild, Intents, Member, Permissions, Role, Upload, User
+from tests.fakediscord.models import Channel, DMChannel, Guild, Intents, Member, Permissions, Role, Upload, User
 from tests.fakediscord.rest import Hold, Injection, RequestDetail, RequestRecord
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.spec import DiscordSpec, SchemaError, load_spec
@@ -14,6 +14,7 @@ from tests.fakediscord.spec import DiscordSpec, SchemaError, load_spec
 __all__ = [
     "CallbackRecord",
     "Channel",
+    "DMChannel",
     "DiscordHTTPError",
     "DiscordSpec",
     "FakeDiscord",

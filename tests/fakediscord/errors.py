@@ -124,3 +124,16 @@ def already_acknowledged() -> DiscordHTTPError:
 
 def entity_too_large(limit: int) -> DiscordHTTPError:
     return DiscordHTTPError(413, 40005, "Request entity too large", detail=f"a file exceeds {limit} bytes")
+
+
+def cannot_send_to_user() -> DiscordHTTPError:
+    """A DM to a user whose privacy settings refuse it, or who shares no server with the bot."""
+    return DiscordHTTPError(403, 50007, "Cannot send messages to this user")
+
+
+def cannot_execute_on_dm() -> DiscordHTTPError:
+    return DiscordHTTPError(403, 50003, "Cannot execute action on a DM channel")
+
+
+def invalid_recipients() -> DiscordHTTPError:
+    return DiscordHTTPError(400, 50033, "Invalid Recipient(s)")

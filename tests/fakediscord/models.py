@@ -120,6 +120,7 @@ class User:
     bot: bool = False
     discriminator: str = "0"
     avatar: str | None = None
+    dms_open: bool = True  # False: the user's privacy settings refuse DMs (sending there answers 403 50007)
 
     @property
     def name(self) -> str:
@@ -231,6 +232,33 @@ class Channel:
             "rate_limit_per_user": self.rate_limit_per_user,
             "permission_overwrites": [o.to_payload() for o in self.overwrites],
         }
+
+
+@dataclass
+class DMChannel:
+    """The bot's direct-message channel with one user (type 1, DM): no guild, no permissions, no name."""
+
+    id: str
+    recipient: User
+    last_message_id: str | None = None
+    type: int = 1  # DM
+
+    @property
+    def mention(self) -> str:
+        return f"<#{self.id}>"
+
+    def to_payload(self) -> JSONDict:
+        """A ``PrivateChannelResponse``: the bot's DMs list only the other user as recipient."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "last_message_id": self.last_message_id,
+            "flags": 0,
+            "recipients": [self.recipient.to_payload()],
+        }
+
+
+AnyChannel = Channel | DMChannel
 
 
 @dataclass

@@ -16,7 +16,7 @@ from tests.fakediscord import interactions as ixs
 from tests.fakediscord import messages as msg
 from tests.fakediscord.interactions import CallbackRecord, Interaction, RejectedCallback
 from tests.fakediscord.messages import StoredMessage
-from tests.fakediscord.models import Channel, Guild, JSONDict, Permissions
+from tests.fakediscord.models import AnyChannel, Channel, DMChannel, Guild, JSONDict, Permissions
 from tests.fakediscord.rest import Context, Handler, Reply, RestApi
 from tests.fakediscord.spec import SchemaError
 from tests.fakediscord.state import FakeState
@@ -99,7 +99,9 @@ class Routes:
         guild = self.state.guild_of(channel)
         return guild.permissions_for(self.state.bot_member(guild), channel)
 
-    def _require(self, channel: Channel, needed: int) -> None:
+    def _require(self, channel: AnyChannel, needed: int) -> None:
+        if isinstance(channel, DMChannel):  # the bot's own DMs: no permissions (delivery is checked on send)
+            return
         perms = self._bot_perms(channel)
         if not perms & Permissions.VIEW_CHANNEL:
             raise fail.missing_access()
@@ -117,6 +119,19 @@ class Routes:
         data = self.state.bot_user.to_payload()
         data.update(bot=True, mfa_enabled=True, locale="en-US", verified=True, email=None, premium_type=0)
         return 200, data
+
+    @route("create_dm")
+    def create_dm(self, ctx: Context) -> Reply:
+        """``User.create_dm()``: the bot's DM channel with a user, the same one each time. Opening it always
+        works; whether the user accepts DMs is only checked when the bot sends there (403 50007)."""
+        payload: JSONDict = ctx.payload or {}
+        recipient_id = payload.get("recipient_id")
+        if recipient_id is None:
+            raise fail.form_error(("recipient_id",), "This field is required", "BASE_TYPE_REQUIRED")
+        user = self.state.users.get(str(recipient_id))
+        if user is None or user.id == self.state.bot_user.id:
+            raise fail.invalid_recipients()
+        return 200, self.state.open_dm(user).to_payload()
 
     @route("get_user")
     def get_user(self, ctx: Context) -> Reply:
@@ -237,13 +252,13 @@ class Routes:
 
     @route("get_channel")
     def get_channel(self, ctx: Context) -> Reply:
-        channel = self.state.channel(ctx.params["channel_id"])
+        channel = self.state.any_channel(ctx.params["channel_id"])
         self._require(channel, 0)
         return 200, channel.to_payload()
 
     @route("trigger_typing_indicator")
     def trigger_typing_indicator(self, ctx: Context) -> Reply:
-        channel = self.state.channel(ctx.params["channel_id"])
+        channel = self.state.any_channel(ctx.params["channel_id"])
         self._require(channel, Permissions.SEND_MESSAGES)
         return 204, None
 
@@ -251,7 +266,7 @@ class Routes:
 
     @route("create_message")
     def create_message(self, ctx: Context) -> Reply:
-        channel = self.state.channel(ctx.params["channel_id"])
+        channel = self.state.any_channel(ctx.params["channel_id"])
         payload: JSONDict = ctx.payload or {}
         needed = Permissions.SEND_MESSAGES
         if ctx.files:
@@ -259,18 +274,20 @@ class Routes:
         if payload.get("message_reference"):
             needed |= Permissions.READ_MESSAGE_HISTORY
         self._require(channel, needed)
+        if isinstance(channel, DMChannel) and not self.state.can_dm(channel.recipient):
+            raise fail.cannot_send_to_user()
         stored = self.state.create_message(channel, payload, ctx.files, author=self.state.bot_user)
         return 200, stored.snapshot()
 
     @route("get_message")
     def get_message(self, ctx: Context) -> Reply:
-        channel = self.state.channel(ctx.params["channel_id"])
+        channel = self.state.any_channel(ctx.params["channel_id"])
         self._require(channel, Permissions.READ_MESSAGE_HISTORY)
         return 200, self.state.channel_message(channel.id, ctx.params["message_id"]).snapshot()
 
     @route("list_messages")
     def list_messages(self, ctx: Context) -> Reply:
-        channel = self.state.channel(ctx.params["channel_id"])
+        channel = self.state.any_channel(ctx.params["channel_id"])
         self._require(channel, Permissions.READ_MESSAGE_HISTORY)
         limit = int(ctx.query.get("limit", 50))
         if not 1 <= limit <= 100:
@@ -285,7 +302,7 @@ class Routes:
 
     @route("update_message")
     def update_message(self, ctx: Context) -> Reply:
-        channel = self.state.channel(ctx.params["channel_id"])
+        channel = self.state.any_channel(ctx.params["channel_id"])
         self._require(channel, 0)
         stored = self.state.channel_message(channel.id, ctx.params["message_id"])  # ephemeral ones: 404
         self.state.edit_message(stored, ctx.payload or {}, ctx.files, editor=self.state.bot_user)
@@ -293,16 +310,18 @@ class Routes:
 
     @route("delete_message")
     def delete_message(self, ctx: Context) -> Reply:
-        channel = self.state.channel(ctx.params["channel_id"])
+        channel = self.state.any_channel(ctx.params["channel_id"])
         stored = self.state.channel_message(channel.id, ctx.params["message_id"])
         if stored.author_id != self.state.bot_user.id:
+            if isinstance(channel, DMChannel):  # nobody may delete the other side's DMs
+                raise fail.cannot_execute_on_dm()
             self._require(channel, Permissions.MANAGE_MESSAGES)
         self.state.delete_message(stored)
         return 204, None
 
     @route("add_my_message_reaction")
     def add_my_message_reaction(self, ctx: Context) -> Reply:
-        channel = self.state.channel(ctx.params["channel_id"])
+        channel = self.state.any_channel(ctx.params["channel_id"])
         self._require(channel, Permissions.ADD_REACTIONS | Permissions.READ_MESSAGE_HISTORY)
         stored = self.state.channel_message(channel.id, ctx.params["message_id"])
         emoji = _emoji(ctx.params["emoji_name"])
@@ -327,7 +346,7 @@ class Routes:
 
     @route("delete_my_message_reaction")
     def delete_my_message_reaction(self, ctx: Context) -> Reply:
-        channel = self.state.channel(ctx.params["channel_id"])
+        channel = self.state.any_channel(ctx.params["channel_id"])
         stored = self.state.channel_message(channel.id, ctx.params["message_id"])
         emoji = _emoji(ctx.params["emoji_name"])
         reactions: list[JSONDict] = stored.data.get("reactions", [])

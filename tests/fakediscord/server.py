@@ -20,7 +20,7 @@ from tests.fakediscord.errors import FakeDiscordError
 from tests.fakediscord.gateway import INVALID_SESSION, RECONNECT, Gateway
 from tests.fakediscord.interactions import Interaction
 from tests.fakediscord.messages import StoredMessage
-from tests.fakediscord.models import Channel, Guild, Intents, JSONDict, Member, Permissions, Role, User
+from tests.fakediscord.models import Channel, DMChannel, Guild, Intents, JSONDict, Member, Permissions, Role, User
 from tests.fakediscord.rest import Hold, Injection, RequestDetail, RequestRecord, RestApi
 from tests.fakediscord.routes import Routes
 from tests.fakediscord.spec import API_PREFIX, DiscordSpec, load_spec
@@ -368,6 +368,37 @@ class FakeDiscord:
         if self.gateway.ready:
             self.gateway.emit("CHANNEL_CREATE", channel.to_payload())
         return channel
+
+    # ------------------------------------------------------------------ direct messages
+
+    def close_dms(self, user: Member | User) -> None:
+        """The user's privacy settings refuse DMs: the bot may still open the DM channel, but every message it
+        sends there answers ``403 {"code": 50007, "message": "Cannot send messages to this user"}``."""
+        (user.user if isinstance(user, Member) else user).dms_open = False
+
+    def open_dms(self, user: Member | User) -> None:
+        (user.user if isinstance(user, Member) else user).dms_open = True
+
+    def dm_channel(self, user: Member | User) -> DMChannel | None:
+        """The bot's DM channel with ``user``, once the bot has opened it (``POST /users/@me/channels``)."""
+        return self.state.dm_by_user.get(user.id)
+
+    def direct_messages(self, user: Member | User) -> list[JSONDict]:
+        """What the bot sent ``user`` in DMs, oldest first (empty when it never opened the DM channel)."""
+        dm = self.dm_channel(user)
+        return [] if dm is None else self.state.list_messages(dm.id)
+
+    async def wait_for_direct_message(
+        self, user: Member | User, predicate: Callable[[JSONDict], bool] | None = None, timeout: float = 10.0
+    ) -> JSONDict:
+        """The first message in the bot's DMs with ``user`` for which ``predicate`` holds (re-checked on edits)."""
+        check = predicate or (lambda m: True)
+
+        def probe() -> JSONDict | None:
+            return next((m for m in self.direct_messages(user) if check(m)), None)
+
+        result: JSONDict = await self.state.changed.wait_for(probe, timeout, f"a DM to {user.name}")
+        return result
 
     # ------------------------------------------------------------------ acting as users
 

@@ -24,7 +24,9 @@ from tests.fakediscord.errors import (
 )
 from tests.fakediscord.messages import StoredAttachment, StoredMessage, UploadedFile
 from tests.fakediscord.models import (
+    AnyChannel,
     Channel,
+    DMChannel,
     Guild,
     Intents,
     JSONDict,
@@ -111,6 +113,8 @@ class FakeState:
         self.users: dict[str, User] = {self.bot_user.id: self.bot_user, self.owner.id: self.owner}
         self.guilds: dict[str, Guild] = {}
         self.channels: dict[str, Channel] = {}
+        self.dm_channels: dict[str, DMChannel] = {}  # by channel id
+        self.dm_by_user: dict[str, DMChannel] = {}  # the one DM channel with each user, by user id
         self.global_commands: list[JSONDict] = []
         self.guild_commands: dict[str, list[JSONDict]] = {}
         self.messages: dict[str, StoredMessage] = {}
@@ -190,6 +194,31 @@ class FakeState:
         except KeyError:
             raise unknown_channel() from None
 
+    def any_channel(self, channel_id: str) -> AnyChannel:
+        """A guild channel or one of the bot's DM channels (the message routes serve both)."""
+        dm = self.dm_channels.get(channel_id)
+        return dm if dm is not None else self.channel(channel_id)
+
+    def guild_or_none(self, channel: AnyChannel) -> Guild | None:
+        return None if isinstance(channel, DMChannel) else self.guild_of(channel)
+
+    def open_dm(self, user: User) -> DMChannel:
+        """The bot's DM channel with ``user``: the same one every time, as on Discord."""
+        dm = self.dm_by_user.get(user.id)
+        if dm is None:
+            dm = DMChannel(self.new_id(), user)
+            self.dm_by_user[user.id] = dm
+            self.dm_channels[dm.id] = dm
+            self.channel_messages[dm.id] = []
+            self.check_schema("PrivateChannelResponse", dm.to_payload(), f"DM channel with {user.username}")
+            self.changed.notify()
+        return dm
+
+    def can_dm(self, user: User) -> bool:
+        """Discord delivers a bot's DM only to a user who shares a server with it and allows DMs."""
+        shares = any(user.id in g.members and self.bot_user.id in g.members for g in self.guilds.values())
+        return user.dms_open and shares and not user.bot
+
     # ------------------------------------------------------------------ bookkeeping
 
     def violation(self, text: str) -> None:
@@ -225,7 +254,7 @@ class FakeState:
         return "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(96)
 
     def _store_attachment(
-        self, channel: Channel, upload: UploadedFile, entry: JSONDict, *, ephemeral: bool
+        self, channel: AnyChannel, upload: UploadedFile, entry: JSONDict, *, ephemeral: bool
     ) -> StoredAttachment:
         att_id = self.new_id()
         # Discord sanitises file names: anything but letters, digits, "." and "-" becomes "_".
@@ -251,21 +280,21 @@ class FakeState:
         return self._store_attachment(channel, upload, {}, ephemeral=True)
 
     def _commit_attachments(
-        self, channel: Channel, plan: msg.AttachmentPlan, *, ephemeral: bool
+        self, channel: AnyChannel, plan: msg.AttachmentPlan, *, ephemeral: bool
     ) -> list[StoredAttachment]:
         """Store the new uploads of a validated plan; the message's attachments in their final order."""
         new = [self._store_attachment(channel, f, entry, ephemeral=ephemeral) for f, entry in plan.new]
         return [self.attachments[ref] if kind == "keep" else new[ref] for kind, ref in plan.order]
 
-    def _mentions(self, guild: Guild, content: str) -> tuple[list[JSONDict], list[str]]:
+    def _mentions(self, guild: Guild | None, content: str) -> tuple[list[JSONDict], list[str]]:
         user_ids, role_ids = msg.mentioned_ids(content)
         users = [self.users[u].to_payload() for u in dict.fromkeys(user_ids) if u in self.users]
-        roles = [r for r in dict.fromkeys(role_ids) if r in guild.roles]
+        roles = [r for r in dict.fromkeys(role_ids) if guild is not None and r in guild.roles]
         return users, roles
 
     def create_message(
         self,
-        channel: Channel,
+        channel: AnyChannel,
         payload: JSONDict,
         files: Sequence[UploadedFile] = (),
         *,
@@ -301,7 +330,7 @@ class FakeState:
                 message_type = msg.REPLY if message_type == msg.DEFAULT else message_type
         ephemeral = bool(flags & msg.EPHEMERAL)
         attachments = self._commit_attachments(channel, plan, ephemeral=ephemeral)
-        guild = self.guild_of(channel)
+        guild = self.guild_or_none(channel)
         content = str(payload.get("content") or "")
         mentions, mention_roles = self._mentions(guild, content)
         message_id = self.new_id()
@@ -330,8 +359,9 @@ class FakeState:
                 "type": 0,
                 "channel_id": referenced.channel_id,
                 "message_id": referenced.id,
-                "guild_id": channel.guild_id,
             }
+            if guild is not None:
+                data["message_reference"]["guild_id"] = guild.id
             data["referenced_message"] = self._basic(referenced.data)
         if extra:
             data.update(extra)
@@ -344,7 +374,7 @@ class FakeState:
         self._announce("MESSAGE_CREATE", stored)
         return stored
 
-    def _by_nonce(self, channel: Channel, author: User, nonce: str) -> StoredMessage | None:
+    def _by_nonce(self, channel: AnyChannel, author: User, nonce: str) -> StoredMessage | None:
         for message_id in reversed(self.channel_messages[channel.id]):
             stored = self.messages[message_id]
             if stored.deleted or self.now() - stored.created_at > NONCE_WINDOW:
@@ -357,7 +387,7 @@ class FakeState:
         return {k: copy.deepcopy(v) for k, v in data.items() if k != "referenced_message"}
 
     def _resolve_reference(
-        self, channel: Channel, reference: JSONDict, path: tuple[str | int, ...]
+        self, channel: AnyChannel, reference: JSONDict, path: tuple[str | int, ...]
     ) -> StoredMessage | None:
         ref_channel = str(reference.get("channel_id") or channel.id)
         stored = self.messages.get(str(reference["message_id"]))
@@ -398,7 +428,7 @@ class FakeState:
         errors = msg.check_content(merged, path)
         if errors:
             raise invalid_form_body(errors)
-        channel = self.channel(stored.channel_id)
+        channel = self.any_channel(stored.channel_id)
         existing = [a["id"] for a in data["attachments"]]
         plan = msg.plan_attachments(payload.get("attachments"), files, existing, editing=True, path=path)
         if not plan.order:
@@ -406,7 +436,7 @@ class FakeState:
         attachments = self._commit_attachments(channel, plan, ephemeral=stored.ephemeral)
         loading = bool(flags & msg.LOADING)
         stored.history.append(copy.deepcopy(data))
-        guild = self.guild_of(channel)
+        guild = self.guild_or_none(channel)
         if "content" in payload:
             data["content"] = str(payload["content"] or "")
             data["mentions"], data["mention_roles"] = self._mentions(guild, data["content"])
@@ -427,20 +457,21 @@ class FakeState:
         ids = self.channel_messages.get(stored.channel_id, [])
         if stored.id in ids:
             ids.remove(stored.id)
-        if not stored.ephemeral:
-            self.emit(
-                "MESSAGE_DELETE",
-                {
-                    "id": stored.id,
-                    "channel_id": stored.channel_id,
-                    "guild_id": self.channel(stored.channel_id).guild_id,
-                },
-            )
+        channel = self.any_channel(stored.channel_id)
+        if isinstance(channel, DMChannel):
+            if self.intents & Intents.DIRECT_MESSAGES:
+                self.emit("MESSAGE_DELETE", {"id": stored.id, "channel_id": stored.channel_id})
+        elif not stored.ephemeral:
+            deleted = {"id": stored.id, "channel_id": stored.channel_id, "guild_id": channel.guild_id}
+            self.emit("MESSAGE_DELETE", deleted)
         self.changed.notify()
 
     def _announce(self, event: str, stored: StoredMessage) -> None:
-        if not stored.ephemeral:
-            channel = self.channel(stored.channel_id)
+        channel = self.any_channel(stored.channel_id)
+        if isinstance(channel, DMChannel):  # no guild_id, no member; MESSAGE_CONTENT does not apply to DMs
+            if self.intents & Intents.DIRECT_MESSAGES:
+                self.emit(event, stored.snapshot())
+        elif not stored.ephemeral:
             guild = self.guild_of(channel)
             data = stored.snapshot()
             data["guild_id"] = guild.id

@@ -335,4 +335,4 @@ async def test_a_split_job_ends_done_with_the_unsplit_grid(pipeline: Pipeline, u
 
 async def test_an_unsplittable_job_fails_with_the_out_of_memory_reason(pipeline: Pipeline) -> None:
     events = await run_job(PipelineRenderer(OutOfMemoryAbove(pipeline, limit=0, fail_at=0)), make_job())
-    assert "ran out of memory" in getattr(events[-1], "reason", "")
+    assert "ran out of memory" in str(getattr(events[-1], "reason", ""))
