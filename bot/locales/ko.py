@@ -18,12 +18,12 @@ STRINGS: Final[Mapping[str, str]] = {
     "input.unknown_size": "{model} 모델에는 {size!r} 크기가 없습니다. 다음 중 하나를 고르세요: {names}.",
     "input.unknown_model": "여기에는 {model!r} 모델이 없습니다. 다음 중 하나를 고르세요: {names}.",
     "input.model_gone": (
-        "이 그리드를 그린 {model} 모델은 이제 이 봇에서 제공하지 않습니다. 대신 /imagine 명령으로 새로 시작하세요."
+        "이 그리드를 그린 {model} 모델은 이제 이 봇에서 제공하지 않습니다. 대신 /그리기 명령으로 새로 시작하세요."
     ),
     "input.no_suffix": "추가 문구를 하나 이상 적어 주세요. 한 줄에 하나씩 적습니다. 예: `, watercolor`",
     "input.too_many_suffixes": "추가 문구는 최대 {max}개까지입니다(타일마다 하나). {count}개를 적었습니다.",
     "input.suffix_too_long": "{line}번째 줄이 {length}자입니다. 추가 문구는 최대 {max}자까지 쓸 수 있습니다.",
-    "input.refined_too_long": "이 타일의 프롬프트가 {max}자를 넘게 됩니다. 대신 /imagine 명령으로 새로 시작하세요.",
+    "input.refined_too_long": "이 타일의 프롬프트가 {max}자를 넘게 됩니다. 대신 /그리기 명령으로 새로 시작하세요.",
     "input.invalid_option": "여기서는 쓸 수 없는 입력입니다.",
     # --- refusals before a job is stored (cogs.imagine._access, bot.engine) ---
     "refused.restarting": "봇이 다시 시작하는 중입니다. 1분 뒤에 다시 시도해 주세요.",
@@ -46,7 +46,7 @@ STRINGS: Final[Mapping[str, str]] = {
     "refused.refine_author": "이 그리드를 만든 멤버만 여기서 다듬거나 다시 뽑을 수 있습니다.",
     "refused.cancel_author": "이 작업을 시작한 멤버나 모더레이터만 취소할 수 있습니다.",
     "refused.not_running": "이 작업은 더 이상 대기 중이거나 실행 중이 아닙니다.",
-    "refused.unknown_grid": "봇이 더 이상 이 그리드를 알지 못합니다. /imagine 명령으로 새로 시작하세요.",
+    "refused.unknown_grid": "봇이 더 이상 이 그리드를 알지 못합니다. /그리기 명령으로 새로 시작하세요.",
     "refused.unknown_tile": "{job}번 작업에는 {tile}번 타일이 없습니다.",
     "input.upscale_too_big": (
         "이 타일을 업스케일하면 {width}×{height}픽셀이 됩니다. 이 서버는 한 변에 최대 {max}픽셀까지 허용합니다."
@@ -58,7 +58,7 @@ STRINGS: Final[Mapping[str, str]] = {
     "input.recipe_upscaler": "이 이미지는 {upscaler} 업스케일러로 확대되었지만, 여기에는 그 업스케일러가 설정되어 있지 않습니다.",
     "input.recipe_unusable": "이 레시피는 여기서 실행할 수 없습니다: {reason}.",
     "input.chain_too_long": (
-        "이 이미지는 이미 원래 그리드에서 {depth}단계 떨어져 있습니다. /imagine 명령으로 새로 시작하세요."
+        "이 이미지는 이미 원래 그리드에서 {depth}단계 떨어져 있습니다. /그리기 명령으로 새로 시작하세요."
     ),
     # --- why a job failed (shown on its message) ---
     "failed.timeout": "작업 하나의 제한 시간인 {seconds}초가 지나 중단되었습니다",
@@ -148,7 +148,7 @@ STRINGS: Final[Mapping[str, str]] = {
     "admin.pause.description": "재개할 때까지 새 작업을 거부하고 대기 중인 작업도 시작하지 않습니다",
     "admin.resume.description": "다시 새 작업을 받고 대기열을 실행합니다",
     "admin.cancel.description": "대기 중이거나 실행 중인 작업을 취소합니다",
-    "admin.cancel.job": "작업 번호 (모든 그리드 아래와 /seedgrid queue에 표시됨)",
+    "admin.cancel.job": "작업 번호 (모든 그리드 아래와 /seedgrid 대기열에 표시됨)",
     "admin.status.model": "**모델** {model}",
     "admin.status.device": "**장치** {device} · **dtype** {dtype}",
     "admin.status.models": "**모델** {models}",
@@ -170,7 +170,7 @@ STRINGS: Final[Mapping[str, str]] = {
     "admin.queue.waiting": "{position}. {job}번 작업 · <@{user}>",
     "admin.queue.empty": "대기열이 비어 있습니다.",
     "admin.queue.more": "… 외 {count}개",
-    "admin.paused": "⏸ 일시정지했습니다. 새 작업은 거부되고, 대기 중인 작업은 `/seedgrid resume` 명령을 기다립니다.",
+    "admin.paused": "⏸ 일시정지했습니다. 새 작업은 거부되고, 대기 중인 작업은 `/seedgrid 재개` 명령을 기다립니다.",
     "admin.resumed": "▶️ 재개했습니다.",
     "admin.cancelled": "🚫 {job}번 작업을 취소했습니다.",
     "admin.no_such_job": "이 서버에는 {job}번 작업이 없습니다.",
@@ -213,7 +213,7 @@ STRINGS: Final[Mapping[str, str]] = {
     "settings.blocklist.no_regex": (
         "정규 표현식(`re:`)은 봇 설정 파일에 적어야 합니다. 여기서는 단어나 문구를 적어 주세요."
     ),
-    "settings.blocklist.need_entry": "어떤 항목인지 `entry` 옵션으로 알려 주세요.",
+    "settings.blocklist.need_entry": "어떤 항목인지 `차단항목` 옵션으로 알려 주세요.",
     "settings.blocklist.full": "이 서버에는 이미 차단 목록 항목이 {max}개 있습니다. 먼저 하나를 제거하세요.",
     "settings.blocklist.added": "✅ 이제 여기서는 {entry}에 걸리는 프롬프트가 거부됩니다.",
     "settings.blocklist.removed": "✅ {entry} 항목을 이 서버의 차단 목록에서 뺐습니다.",
@@ -223,7 +223,7 @@ STRINGS: Final[Mapping[str, str]] = {
     "settings.channels.description": "이 서버에서 봇이 작동하는 채널 (설정 파일이 허용하는 채널 안에서)",
     "settings.channels.action": "채널 추가 또는 제거, 또는 목록 비우기(다시 모든 채널)",
     "settings.channels.channel": "채널",
-    "settings.channels.need_channel": "어떤 채널인지 `channel` 옵션으로 알려 주세요.",
+    "settings.channels.need_channel": "어떤 채널인지 `채널` 옵션으로 알려 주세요.",
     "settings.channels.full": "이 서버에는 이미 채널이 {max}개 등록되어 있습니다.",
     "settings.channels.added": "✅ 이제 봇이 <#{channel}>에서 작동합니다(목록에 있는 채널에서만 작동합니다).",
     "settings.channels.removed": "✅ <#{channel}> 채널을 목록에서 뺐습니다.",
@@ -231,7 +231,7 @@ STRINGS: Final[Mapping[str, str]] = {
     "settings.roles.description": "이 서버에서 봇을 쓰는 데 필요한 역할 (설정 파일이 허용하는 역할 안에서)",
     "settings.roles.action": "역할 추가 또는 제거, 또는 목록 비우기(다시 모든 멤버)",
     "settings.roles.role": "역할",
-    "settings.roles.need_role": "어떤 역할인지 `role` 옵션으로 알려 주세요.",
+    "settings.roles.need_role": "어떤 역할인지 `역할` 옵션으로 알려 주세요.",
     "settings.roles.full": "이 서버에는 이미 역할이 {max}개 등록되어 있습니다.",
     "settings.roles.added": (
         "✅ 이제 <@&{role}> 역할의 멤버가 여기서 봇을 쓸 수 있습니다(목록의 역할 중 하나가 필요합니다)."
@@ -248,8 +248,8 @@ STRINGS: Final[Mapping[str, str]] = {
     "settings.suggestions.set": "✅ 이제 여기서 다듬기 창에 미리 채워지는 문구: {lines}",
     "settings.suggestions.reset": "✅ 다듬기 창이 다시 설정 파일을 따릅니다.",
     "settings.private.description": "멤버가 결과를 자신에게만 보이게 할 수 있는지 정합니다",
-    "settings.private.allowed": "True: 멤버가 비공개 결과를 고를 수 있음 (/preferences private)",
-    "settings.private.on": "✅ 이제 이 서버의 멤버는 결과를 자신에게만 보이게 할 수 있습니다(/preferences private).",
+    "settings.private.allowed": "True: 멤버가 비공개 결과를 고를 수 있음 (/개인설정 비공개)",
+    "settings.private.on": "✅ 이제 이 서버의 멤버는 결과를 자신에게만 보이게 할 수 있습니다(/개인설정 비공개).",
     "settings.private.off": "✅ 이제 다시 결과가 채널에 모두에게 공개됩니다.",
     "settings.line.blocklist.file": "**차단 목록** 항목 {count}개 · 설정 파일 값",
     "settings.line.blocklist.server": "**차단 목록 (이 서버)** {entries} · 이 서버에서 설정",
@@ -273,7 +273,7 @@ STRINGS: Final[Mapping[str, str]] = {
         "오늘 이 서버에서 쓸 수 있는 GPU {allowance}초를 모두 썼습니다. 할당량은 {resets} 다시 채워집니다."
     ),
     # --- /preferences and /quota (members) ---
-    "prefs.group": "/imagine에 쓸 나만의 기본값",
+    "prefs.group": "/그리기 명령에 쓸 나만의 기본값",
     "prefs.show.description": "옵션을 비워 둘 때 쓰이는 내 기본값을 보여 줍니다",
     "prefs.set.description": "내 기본값 하나를 정합니다",
     "prefs.set.value": "값 (봇의 한도 안에서)",
@@ -381,7 +381,7 @@ STRINGS: Final[Mapping[str, str]] = {
     "recipe.cli": "명령줄",
     "recipe.cli_file": "이미지를 `{file}` 파일로 저장한 다음 실행하세요:",
     "recipe.cli_none": (
-        "올린 파일은 Discord 업로드 한도에 맞추느라 다시 인코딩되었습니다. 그 메시지 링크로 /reproduce 명령을 쓰세요."
+        "올린 파일은 Discord 업로드 한도에 맞추느라 다시 인코딩되었습니다. 그 메시지 링크로 /재현 명령을 쓰세요."
     ),
     "name.blocklist": "차단목록",
     "name.channels": "채널목록",

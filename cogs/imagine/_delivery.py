@@ -186,7 +186,8 @@ class Delivery:
         else:
             reason = f"Discord refused it: {_describe(exc)}"
         if isinstance(exc, discord.Forbidden | discord.NotFound):
-            log.error("job %d cannot be delivered (no access to its channel or message): %s; giving up", job.id, reason)
+            where = "the member's direct messages" if job.request.private else "its channel or message"
+            log.error("job %d cannot be delivered (no access to %s): %s; giving up", job.id, where, reason)
         else:
             log.error("job %d could not be delivered: %s; giving up", job.id, reason)
         await self.engine.undeliverable(job.id, reason)
@@ -281,7 +282,8 @@ class Delivery:
                 except discord.HTTPException as exc:
                     if not _token_expired(exc):
                         raise
-            log.info("job %d: interaction token expired, delivering as a channel message", self.job.id)
+            where = "in the member's direct messages" if self.job.request.private else "as a channel message"
+            log.info("job %d: interaction token expired, delivering %s", self.job.id, where)
             self.interaction = None
             if self.metrics is not None:
                 self.metrics.token_expired_delivery()

@@ -126,3 +126,13 @@ def test_a_text_survives_the_store_and_the_wire() -> None:
     assert Text.from_json(nested.to_json()) == nested
     assert Text.from_json("an older version's sentence").render("ko") == "an older version's sentence"
     assert Text.from_json('{"key": "no.such.key", "params": {}}').render(None) == '{"key": "no.such.key", "params": {}}'
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_commands_named_in_sentences_are_named_as_the_member_sees_them(language: str) -> None:
+    """A member whose Discord is in this language sees ``/그리기``, not ``/imagine``: a sentence naming a
+    command names it in the language's own words."""
+    names = {template(key, language) for key in ENGLISH if key.startswith("name.")}
+    for key, sentence in locales.available()[language].items():
+        for command in re.findall(r"(?:^|[\s`(])/([^\s`).,/]+)", sentence):
+            assert command in names, (key, command)
