@@ -81,6 +81,7 @@ async def run(model: Path, workdir: Path, plan: Plan, log: Callable[[str], None]
         vary_times, _ = await _timed(engine, vary, plan.rounds)
     finally:
         await engine.close()
+    upscaler_times = await _with_upscaler(model, workdir, plan, grid, source)
 
     grid_png = grid_result.grid_png
     tile_png = grid_result.images.pngs()[0]
@@ -92,6 +93,7 @@ async def run(model: Path, workdir: Path, plan: Plan, log: Callable[[str], None]
     section = Section("recipes")
     base = grid_times["wall_s"]
     for label, times in (("upscale of tile 1 (128², strength 0.35)", upscale_times),
+                         (f"upscale of tile 1 by a ×4 upscaler model (256², {plan.steps} steps)", upscaler_times),
                          ("Vary (strong) of tile 1 (4 × 64², 0.75)", vary_times)):  # fmt: skip
         section.rows.append(
             Row("recipes", f"{label} (tiny, CPU)", ms(times["wall_s"]), f"{ms(base)} plain 4-tile grid",
@@ -110,6 +112,8 @@ async def run(model: Path, workdir: Path, plan: Plan, log: Callable[[str], None]
         "grid": grid_times,
         "upscale": upscale_times,
         "vary_strong": vary_times,
+        "upscaler_x4": upscaler_times,
+        "upscaler_vs_grid": upscaler_times["wall_s"] / base,
         "upscale_vs_grid": upscale_times["wall_s"] / base,
         "vary_vs_grid": vary_times["wall_s"] / base,
         "png_bytes": {
@@ -124,3 +128,33 @@ async def run(model: Path, workdir: Path, plan: Plan, log: Callable[[str], None]
         "text chunks (an upscale's carries its source tile's recipe too)"
     )
     return section
+
+
+async def _with_upscaler(model: Path, workdir: Path, plan: Plan, grid: JobRequest, source: Any) -> dict[str, float]:
+    """The same upscale with ``[upscale] model`` set: the test suite's tiny ×4 upscaler, ``steps`` steps."""
+    from bot.config import parse_settings
+    from bot.engine import Engine
+    from bot.engine.models import Catalogue
+    from bot.inputs import upscale_request
+    from tests.tiny_upscaler import build_tiny_upscaler
+
+    upscaler = build_tiny_upscaler(workdir / "tiny-upscaler")
+    extra = f'[upscale]\nmodel = "{upscaler}"\nsteps = {plan.steps}\nmax_side = 512\n'
+    settings = parse_settings(settings_text(model, workdir / "upscaler.db", extra=extra))
+    models = Catalogue.resolve(settings)
+    engine = await Engine.open(settings, want_tiles=True, models=models)
+    try:
+        request = upscale_request(
+            grid,
+            source,
+            settings=settings.upscale,
+            preset=models.default,
+            parent_job=None,  # this database has no grid: the upscale stands alone
+            tile_index=1,
+            upscaler=models.upscaler,
+        )
+        await (await engine.submit(request)).result()  # warm: loading the upscaler onto the shelf
+        times, _ = await _timed(engine, request, plan.rounds)
+    finally:
+        await engine.close()
+    return times

@@ -1,4 +1,5 @@
-"""``python -m benchmarks --only recipes`` at its quick size: grid vs upscale vs vary, and the recipe's bytes."""
+"""``python -m benchmarks --only recipes`` at its quick size: grid vs upscale (hires and a ×4 upscaler model) vs vary,
+and the recipe's bytes."""
 
 from __future__ import annotations
 
@@ -18,4 +19,5 @@ async def test_the_recipes_benchmark_runs(tiny_model: Path, tmp_path: Path) -> N
         sizes = figures["png_bytes"][kind]
         assert 0 < sizes["recipe_chunks"] < sizes["file"]
     assert figures["png_bytes"]["upscale"]["recipe_chunks"] > figures["png_bytes"]["tile"]["recipe_chunks"]
-    assert [row.benchmark for row in section.rows] == ["recipes"] * 5
+    assert [row.benchmark for row in section.rows] == ["recipes"] * 6
+    assert figures["upscaler_x4"]["wall_s"] > 0  # the same upscale by a dedicated ×4 upscaler model
