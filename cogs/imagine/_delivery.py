@@ -110,6 +110,7 @@ class Delivery:
         direct: Callable[[], Awaitable[discord.abc.Messageable]] | None = None,
     ) -> None:
         self.direct = direct  # opens the member's direct messages: where a private job goes once its token is gone
+        self._dms_refused: discord.Forbidden | None = None  # the member takes no DMs from the bot: ask only once
         self.locale = locale  # the language of every line this job's message shows
         self.metrics = metrics  # counts progress edits and token-expiry fallbacks (None: metrics off)
         self.engine = engine
@@ -304,12 +305,18 @@ class Delivery:
             log.info("job %d: private, and its token is gone: delivering in the member's direct messages", self.job.id)
             self.channel = await self.direct()
             self.message, self.reply_to = None, None
+        if self._dms_refused is not None:  # progress edits after a refusal: no new request, the same answer
+            raise self._dms_refused
         note = text("job.private_by_dm", locale=self.locale)
         fields["content"] = f"{note}\n{fields['content']}" if fields.get("content") else note
-        if self.message is not None:
-            self.message = await self.message.edit(**fields, allowed_mentions=NO_MENTIONS)
-            return self.message
-        self.message = await self._post(fields)
+        try:
+            if self.message is not None:
+                self.message = await self.message.edit(**fields, allowed_mentions=NO_MENTIONS)
+            else:
+                self.message = await self._post(fields)
+        except discord.Forbidden as exc:
+            self._dms_refused = exc
+            raise
         return self.message
 
     async def _post(self, fields: dict[str, Any]) -> discord.Message:
