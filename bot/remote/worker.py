@@ -2,7 +2,8 @@
 
 A thin loop around the in-process :class:`bot.engine.local.LocalBackend` (one device, its models loaded
 on demand and kept warm): take a job from the streams of the models it serves (``<prefix>:jobs:<model>``,
-every configured model unless ``--models`` names some) with one ``XREADGROUP`` over all of them, run it,
+every configured model unless ``--models`` names some) — the oldest waiting across them, or the first to
+arrive while one ``XREADGROUP`` waits on all of them —, run it,
 write its events and result, ``XACK`` it on the stream it came from. Its heartbeat says which models it
 serves, so that the bot fails a job no live worker can run. Redis's consumer groups do the bookkeeping:
 
@@ -154,7 +155,12 @@ class Worker:
     # --- taking jobs ---
 
     async def _read_one(self) -> StreamEntry | None:
-        """The next new job of any of this worker's models (one ``XREADGROUP`` waits on all their streams)."""
+        """The next new job of any of this worker's models: the oldest one waiting across their streams, else
+        (none waiting) the first to arrive while one ``XREADGROUP`` waits on all of them."""
+        if len(self._streams) > 1:
+            oldest = await self._read_oldest_waiting()
+            if oldest is not None:
+                return oldest
         block = max(100, int(min(1.0, self.settings.heartbeat) * 1000))
         reply: Any = await self.client.xreadgroup(
             self.keys.group, self.name, dict.fromkeys(self._streams, ">"), count=1, block=block
@@ -177,6 +183,28 @@ class Worker:
             except RedisError as exc:  # it stays ours, unstarted: claimed back once claim_idle has passed
                 log.warning("job %s: could not put it back (%s)", _label(extra.fields), exc)
         return entries[0]
+
+    async def _read_oldest_waiting(self) -> StreamEntry | None:
+        """With several models: look at the next job no worker has been handed yet in each stream (past the
+        group's last-delivered id, without taking it) and read from the stream whose job is oldest, alone.
+
+        So jobs run in the order the bot queued them across models, and a job of another model is never
+        taken only to be put back behind newer ones. (Should a read still return jobs of two streams — jobs
+        arriving between this look and the read, or a server that wakes a blocked read with several streams;
+        Redis 7 wakes it with one —, :meth:`_read_one` keeps the oldest and puts the others back.)"""
+        heads: list[tuple[tuple[int, int], str]] = []
+        for stream in self._streams:
+            groups: Any = await self.client.xinfo_groups(stream)
+            last = next((g["last-delivered-id"] for g in groups if _text(g["name"]) == self.keys.group), b"0-0")
+            waiting: Any = await self.client.xrange(stream, min=f"({_text(last)}", max="+", count=1)
+            if waiting:
+                heads.append((_order(waiting[0][0]), stream))
+        for _, stream in sorted(heads):
+            reply: Any = await self.client.xreadgroup(self.keys.group, self.name, {stream: ">"}, count=1)
+            for name, items in reply or ():
+                for entry_id, fields in items:
+                    return StreamEntry(_text(name), entry_id, fields, 1)
+        return None  # none waiting (or other workers were quicker)
 
     async def _put_back(self, entry: StreamEntry) -> None:
         """Return a job read but not started to its stream as a new entry: the next worker of its model

@@ -162,15 +162,18 @@ async def test_a_job_for_a_model_no_live_worker_serves_fails_at_once(
         assert isinstance(await asyncio.wait_for(served.wait(), 30), Done)
 
 
-async def test_jobs_read_together_from_two_streams_run_one_at_a_time_in_order(
+async def _two_jobs_on_a_worker_of_both_models(
     redis_server: RedisServer,
     tiny_model: Path,
     tmp_path: Path,
     devices: dict[str, LocalBackend],
     caplog: pytest.LogCaptureFixture,
+    *,
+    while_it_waits: bool,
 ) -> None:
-    """XREADGROUP's COUNT is per stream: a worker of both models can be handed a job from each at once.
-    It runs the older and puts the other back as a new entry (no delivery counted) for the next read."""
+    """Job 1 (for a) then job 2 (for b) on a worker serving both: each runs once, the older first, and job 1 on
+    its own model. ``while_it_waits``: both arrive in one transaction while the worker's read blocks on both
+    streams (so one read can hand it both); otherwise both wait before the worker starts."""
     settings = two_model_settings(redis_server, tiny_model, tmp_path)
     keys = Keys(settings.redis.prefix)
     client = await connect(settings.redis)
@@ -179,23 +182,38 @@ async def test_jobs_read_together_from_two_streams_run_one_at_a_time_in_order(
     assert device.info is not None and device.info.loaded == ("b",)  # its own default is b
     worker = Worker(device, worker_client, settings.redis, name="serves-both")
     task: asyncio.Task[None] | None = None
+    # as the bot would put them there: job 1 (the default model, "" as stored) first, then job 2 for b
+    first = encode_job(WireJob(job_for(settings, 1, "")))
+    later = encode_job(WireJob(job_for(settings, 2, "b")))  # (ids apart: the same millisecond would tie)
     try:
         for model in ("a", "b"):
             await client.xgroup_create(keys.jobs_for(model), keys.group, id="0", mkstream=True)
-        # as the bot would put them there: job 1 (the default model, "" as stored) first, then job 2 for b
-        first = job_for(settings, 1, "")
-        await client.xadd(keys.jobs_for("a"), encode_job(WireJob(first)), id="1000-0")  # type: ignore[arg-type]
-        later = encode_job(WireJob(job_for(settings, 2, "b")))  # (ids apart: the same millisecond would tie)
-        await client.xadd(keys.jobs_for("b"), later, id="2000-0")  # type: ignore[arg-type]
+
+        async def add_both() -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.xadd(keys.jobs_for("a"), first, id="1000-0")  # type: ignore[arg-type]
+                pipe.xadd(keys.jobs_for("b"), later, id="2000-0")  # type: ignore[arg-type]
+                await pipe.execute()
+
+        async def worker_blocks() -> bool:
+            clients: Any = await client.client_list()
+            return any(c.get("cmd") == "xreadgroup" and "b" in str(c.get("flags")) for c in clients)
+
         with caplog.at_level(logging.INFO, logger="bot.remote.worker"):
+            if not while_it_waits:
+                await add_both()
             task = asyncio.create_task(worker.run())
+            if while_it_waits:
+                await polling.until(worker_blocks, within=30, every=0.005, what="the worker waiting on both streams")
+                await add_both()
 
             async def both_done() -> bool:
                 kinds = [[f[b"type"] for _, f in await events(client, keys, i)] for i in (1, 2)]
                 return all(b"done" in k for k in kinds)
 
             await polling.until(both_done, within=60, every=0.05, what="both jobs done")
-        assert "job 2 read along with another one" in caplog.text  # both came back from one read
+        if not while_it_waits:  # the oldest waiting job is read from its stream alone: nothing is put back
+            assert "read along with another one" not in caplog.text
         one, two = [await events(client, keys, i) for i in (1, 2)]
         assert [f[b"type"] for _, f in one].count(b"started") == 1
         assert [f[b"type"] for _, f in two].count(b"started") == 1
@@ -213,6 +231,31 @@ async def test_jobs_read_together_from_two_streams_run_one_at_a_time_in_order(
             await asyncio.wait_for(task, 10)
         await worker_client.aclose()
         await client.aclose()
+
+
+async def test_jobs_waiting_in_two_streams_run_oldest_first_and_none_is_put_back(
+    redis_server: RedisServer,
+    tiny_model: Path,
+    tmp_path: Path,
+    devices: dict[str, LocalBackend],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker of both models looks at the next waiting job of each stream and reads the oldest alone."""
+    await _two_jobs_on_a_worker_of_both_models(
+        redis_server, tiny_model, tmp_path, devices, caplog, while_it_waits=False
+    )
+
+
+async def test_jobs_arriving_together_while_it_waits_run_once_each_in_order(
+    redis_server: RedisServer,
+    tiny_model: Path,
+    tmp_path: Path,
+    devices: dict[str, LocalBackend],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Jobs of two models arriving at once (one transaction) while the worker's read waits on both streams: Redis
+    (7.x) wakes the read with one of them, and the next look takes the other; each runs once, the older first."""
+    await _two_jobs_on_a_worker_of_both_models(redis_server, tiny_model, tmp_path, devices, caplog, while_it_waits=True)
 
 
 def _ms(entry_id: Any) -> int:
