@@ -16,10 +16,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 TOKEN_ENV = "DISCORD_TOKEN"
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+MAX_UPSCALER_STEPS = 500
+MAX_UPSCALER_GUIDANCE = 50
+"""The bounds ``[upscale] steps`` and ``guidance`` accept, which a recipe's upscaler call must keep to."""
 
 
 class ConfigError(ValueError):
@@ -179,7 +183,7 @@ class GenerationSettings:
     def validate(self, key: str) -> None:
         self._check_range(key, "steps", 1, 500)
         self._check_range(key, "guidance", 0, 50)
-        check_sizes(self.sizes, f"{key}.sizes")
+        check_choices(self.sizes, f"{key}.sizes")
 
     def _check_range(self, key: str, name: str, floor: float, ceiling: float) -> None:
         """``min_<name> <= default_<name> <= max_<name>``, all within ``floor..ceiling``."""
@@ -196,13 +200,22 @@ class GenerationSettings:
         )
 
 
-def check_sizes(sizes: tuple[Size, ...], key: str) -> None:
-    """At most 25 sizes (Discord's choice limit), unique names, each valid; empty is allowed."""
-    _check(len(sizes) <= 25, key, "at most 25 entries (Discord's choice limit)")
-    names = [s.name for s in sizes]
+class _Choice(Protocol):
+    """A named entry members pick from a Discord choice list (a size, a model)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def validate(self, key: str) -> None: ...
+
+
+def check_choices(items: tuple[_Choice, ...], key: str) -> None:
+    """At most 25 entries (Discord's choice limit), unique names, each valid; empty is allowed."""
+    _check(len(items) <= 25, key, "at most 25 entries (Discord's choice limit)")
+    names = [item.name for item in items]
     _check(len(set(names)) == len(names), key, f"names must be unique, got {names}")
-    for i, size in enumerate(sizes):
-        size.validate(f"{key}[{i}]")
+    for i, item in enumerate(items):
+        item.validate(f"{key}[{i}]")
 
 
 MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
@@ -247,7 +260,7 @@ class ModelEntry:
             value = getattr(self, name)
             _check(value is None or 0 <= value <= 50, f"{key}.{name}", "must be in 0..50")
         _check(self.dtype == "" or self.dtype in DTYPES, f"{key}.dtype", f"expected one of {', '.join(DTYPES)}")
-        check_sizes(self.sizes, f"{key}.sizes")
+        check_choices(self.sizes, f"{key}.sizes")
         ModelSettings(id=self.id, scheduler=self.scheduler).validate(key)  # the same rules as [model]
 
     def settings(self, shared: ModelSettings) -> ModelSettings:
@@ -318,8 +331,8 @@ class UpscaleSettings:
             f"{key}.model",
             f'expected a Hub id or a folder without surrounding spaces ("" for the hires pass), got {self.model!r}',
         )
-        _check(1 <= self.steps <= 500, f"{key}.steps", "must be in 1..500")
-        _check(0 <= self.guidance <= 50, f"{key}.guidance", "must be in 0..50")
+        _check(1 <= self.steps <= MAX_UPSCALER_STEPS, f"{key}.steps", f"must be in 1..{MAX_UPSCALER_STEPS}")
+        _check(0 <= self.guidance <= MAX_UPSCALER_GUIDANCE, f"{key}.guidance", f"must be in 0..{MAX_UPSCALER_GUIDANCE}")
         _check(0 <= self.noise_level <= 350, f"{key}.noise_level", "must be in 0..350")
 
 
@@ -563,11 +576,7 @@ class Settings:
         for f in dataclasses.fields(self):
             if f.name != "models":
                 getattr(self, f.name).validate(f.name)
-        _check(len(self.models) <= 25, "models", "at most 25 entries (Discord's choice limit)")
-        names = [entry.name for entry in self.models]
-        _check(len(set(names)) == len(names), "models", f"names must be unique, got {names}")
-        for i, entry in enumerate(self.models):
-            entry.validate(f"models[{i}]")
+        check_choices(self.models, "models")
         _check(
             not self.models or self.model.id == DEFAULT_MODEL,
             "model.id",

@@ -10,7 +10,7 @@ import unicodedata
 from dataclasses import replace
 from typing import Any, TypedDict
 
-from bot.config import RefineSettings, UpscaleSettings
+from bot.config import MAX_UPSCALER_GUIDANCE, MAX_UPSCALER_STEPS, RefineSettings, UpscaleSettings
 from bot.diffusion.families import Guidance, NegativeWay
 from bot.engine.models import Catalogue, ModelPreset, UpscalerPreset
 from bot.imaging.recipe import MAX_DEPTH, Parameters, Recipe
@@ -22,10 +22,6 @@ MAX_PROMPT_LENGTH = 1000
 
 MAX_REFINED_PROMPT_LENGTH = 2000
 """A tile's prompt grows with every refinement; past this it is time for a fresh /imagine."""
-
-MAX_UPSCALER_STEPS = 500
-MAX_UPSCALER_GUIDANCE = 50
-"""The bounds ``[upscale] steps`` and ``guidance`` accept, which a recipe's upscaler call must keep to."""
 
 _JOINERS = (",", ";", ".", ":", "!", "?", " ", "\t")
 

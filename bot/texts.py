@@ -435,7 +435,11 @@ class Text:
 
     def to_json(self) -> str:
         """The key and parameters, to store or send (parameters that are texts are kept as texts)."""
-        return json.dumps({"key": self.key, "params": _params_json(self.params)}, ensure_ascii=False)
+        return json.dumps(self._as_dict(), ensure_ascii=False)
+
+    def _as_dict(self) -> dict[str, object]:
+        """What :meth:`to_json` writes, before it is dumped."""
+        return {"key": self.key, "params": _params_json(self.params)}
 
     @classmethod
     def from_json(cls, raw: str) -> Text:
@@ -449,10 +453,7 @@ class Text:
 
 
 def _params_json(params: Mapping[str, object]) -> dict[str, object]:
-    return {
-        name: {"text": json.loads(value.to_json())} if isinstance(value, Text) else value
-        for name, value in params.items()
-    }
+    return {name: {"text": value._as_dict()} if isinstance(value, Text) else value for name, value in params.items()}
 
 
 def _params_from_json(params: Mapping[str, object]) -> dict[str, object]:

@@ -17,6 +17,7 @@ from discord.ext import commands
 from bot.inputs import UserInputError
 from bot.rules.server import DEFAULTS, parse_default
 from bot.texts import Text, text
+from cogs.imagine._access import role_ids
 from cogs.languages import described, locale_of
 from cogs.replies import reply, reply_error
 from cogs.settings import DEFAULT_CHOICES, shown, value_choices
@@ -44,9 +45,7 @@ class PreferencesCog(commands.GroupCog, group_name="preferences", group_descript
             for name in DEFAULTS
         ]
         private = await self.engine.wants_private(interaction.user.id)
-        lines.append(
-            text("prefs.line.private.on" if private else "prefs.line.private.off", locale=locale_of(interaction))
-        )
+        lines.append(text("prefs.line.private.on" if private else "prefs.line.private.off", locale=locale))
         await reply(interaction, "\n".join(lines))
 
     @app_commands.command(name="private", description=described("prefs.private.description"))
@@ -57,10 +56,7 @@ class PreferencesCog(commands.GroupCog, group_name="preferences", group_descript
         allowed = self.engine.server(interaction.guild_id).private
         await reply(
             interaction,
-            text(
-                "prefs.private.off" if not value else "prefs.private.on" if allowed else "prefs.private.on_not_here",
-                locale=locale_of(interaction),
-            ),
+            Text("prefs.private.off" if not value else "prefs.private.on" if allowed else "prefs.private.on_not_here"),
         )
 
     @app_commands.command(name="set", description=described("prefs.set.description"))
@@ -95,8 +91,7 @@ class QuotaCog(commands.Cog, name="Quota"):
     @app_commands.command(name="quota", description=described("quota.description"))
     @app_commands.guild_only()
     async def quota(self, interaction: discord.Interaction) -> None:
-        roles = [role.id for role in getattr(interaction.user, "roles", [])]
-        quota = await self.engine.quota(interaction.guild_id, interaction.user.id, roles)
+        quota = await self.engine.quota(interaction.guild_id, interaction.user.id, role_ids(interaction))
         locale = locale_of(interaction)
         resets = f"<t:{int(quota.resets_at)}:R>"
         if quota.allowance is None:

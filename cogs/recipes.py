@@ -34,7 +34,8 @@ from bot.imaging.recipe import PARAMETERS_KEY, SAMPLERS, Recipe, parse_parameter
 from bot.inputs import UserInputError, recipe_from_parameters, request_from_recipe
 from bot.jobs import Job, JobKind
 from bot.texts import ENGLISH, Text, text
-from cogs.languages import described
+from cogs.imagine._messages import EMBED_COLOUR, clip, quote
+from cogs.languages import described, locale_of
 from cogs.replies import NO_MENTIONS, reply_error
 
 if TYPE_CHECKING:
@@ -85,14 +86,14 @@ class RecipesCog(commands.Cog, name="Recipes"):
         if self.bot.user is None or message.author.id != self.bot.user.id:
             await reply_error(interaction, Text("recipe.not_ours"))
             return
-        found = await self.engine.recipe_of_message(message.id)
-        job = None if found is None else await self.engine.job(found[0])
-        if found is None or job is None or job.request.guild_id != interaction.guild_id:
+        try:
+            job, recipe = await self._recipe_here(message.id, interaction.guild_id)
+        except UserInputError:
             await reply_error(interaction, Text("recipe.none"))
             return
-        job_id, recipe = found
+        job_id = job.id
         filename = next((a.filename for a in message.attachments), "")
-        locale = str(interaction.locale)
+        locale = locale_of(interaction)
         embed = recipe_embed(
             job_id,
             recipe,
@@ -130,14 +131,14 @@ class RecipesCog(commands.Cog, name="Recipes"):
             return
         except ValueError:  # a recipe that passed every check yet makes no valid job
             log.info("a recipe given to /reproduce makes no valid job", exc_info=True)
-            name = _quote(_clip(image.filename if image is not None else link or "", 100))
+            name = quote(clip(image.filename if image is not None else link or "", 100))
             await reply_error(interaction, Text("recipe.unreadable", name=name))
             return
         texts = [tile.prompt for tile in request.tiles()]
         await imagine.start_command(interaction, request, *texts, request.negative)
 
     async def _from_file(self, image: discord.Attachment) -> Recipe:
-        name = _quote(_clip(image.filename, 100))
+        name = quote(clip(image.filename, 100))
         if image.size > MAX_FILE_BYTES:
             raise UserInputError("recipe.too_big", name=name, size=image.size / 2**20, limit=MAX_FILE_BYTES / 2**20)
         try:
@@ -164,25 +165,24 @@ class RecipesCog(commands.Cog, name="Recipes"):
             raise UserInputError("recipe.bad_link")
         if match["guild"] != str(interaction.guild_id):
             raise UserInputError("recipe.other_server")
-        found = await self.engine.recipe_of_message(int(match["message"]))
+        _, recipe = await self._recipe_here(int(match["message"]), interaction.guild_id)
+        return recipe
+
+    async def _recipe_here(self, message_id: int, guild_id: int | None) -> tuple[Job, Recipe]:
+        """The job behind a message of the bot's and the recipe kept for it, when that job is this server's.
+
+        Raises :class:`UserInputError`: ``recipe.unknown_message`` when no recipe was kept for the message,
+        ``recipe.other_server`` when its job is gone or belongs to another server."""
+        found = await self.engine.recipe_of_message(message_id)
         if found is None:
             raise UserInputError("recipe.unknown_message")
         job = await self.engine.job(found[0])
-        if job is None or job.request.guild_id != interaction.guild_id:
+        if job is None or job.request.guild_id != guild_id:
             raise UserInputError("recipe.other_server")
-        return found[1]
+        return job, found[1]
 
 
 # --- the recipe, as members read it ---
-
-
-def _clip(value: str, limit: int) -> str:
-    return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
-def _quote(value: str) -> str:
-    """Member text shown verbatim: no markdown, no mentions rendered."""
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(value))
 
 
 def kind_name(kind: str, locale: str | None) -> str:
@@ -226,23 +226,23 @@ def chain(recipe: Recipe, locale: str | None) -> str:
 def recipe_embed(job_id: int, recipe: Recipe, *, locale: str | None, command: str) -> discord.Embed:
     """The private answer to Show recipe: well inside Discord's embed limits whatever the prompts hold."""
     embed = discord.Embed(
-        title=_clip(text("recipe.title", locale=locale, job=job_id, kind=kind_name(recipe.kind, locale)), 256),
-        colour=0x5865F2,
+        title=clip(text("recipe.title", locale=locale, job=job_id, kind=kind_name(recipe.kind, locale)), 256),
+        colour=EMBED_COLOUR,
     )
     budget = _DESCRIPTION // len(recipe.tiles) - 40
     lines = [
-        text("recipe.tile", locale=locale, index=i, seed=tile.seed, prompt=_quote(_clip(tile.prompt, budget)))
+        text("recipe.tile", locale=locale, index=i, seed=tile.seed, prompt=quote(clip(tile.prompt, budget)))
         for i, tile in enumerate(recipe.tiles, start=1)
     ]
-    embed.description = _clip("\n".join(lines), _DESCRIPTION)
+    embed.description = clip("\n".join(lines), _DESCRIPTION)
     model = text(
         "recipe.model_line",
         locale=locale,
-        model=_quote(recipe.model or "?"),
-        family=_quote(recipe.family or "?"),
-        model_id=_clip(recipe.model_id.replace("`", "'"), 300),
+        model=quote(recipe.model or "?"),
+        family=quote(recipe.family or "?"),
+        model_id=clip(recipe.model_id.replace("`", "'"), 300),
     )
-    embed.add_field(name=text("recipe.model", locale=locale), value=_clip(model, _FIELD), inline=False)
+    embed.add_field(name=text("recipe.model", locale=locale), value=clip(model, _FIELD), inline=False)
     settings = text(
         "recipe.settings_line",
         locale=locale,
@@ -250,19 +250,19 @@ def recipe_embed(job_id: int, recipe: Recipe, *, locale: str | None, command: st
         guidance=recipe.guidance,
         width=recipe.width,
         height=recipe.height,
-        sampler=_quote(SAMPLERS.get(recipe.scheduler, recipe.scheduler) or "?"),
+        sampler=quote(SAMPLERS.get(recipe.scheduler, recipe.scheduler) or "?"),
     )
     if recipe.strength is not None:
         settings += " · " + text("recipe.strength", locale=locale, strength=recipe.strength)
-    embed.add_field(name=text("recipe.settings", locale=locale), value=_clip(settings, _FIELD), inline=False)
+    embed.add_field(name=text("recipe.settings", locale=locale), value=clip(settings, _FIELD), inline=False)
     if recipe.negative:
-        negative = _quote(_clip(recipe.negative, _NEGATIVE))
-        embed.add_field(name=text("recipe.negative", locale=locale), value=_clip(negative, _FIELD), inline=False)
+        negative = quote(clip(recipe.negative, _NEGATIVE))
+        embed.add_field(name=text("recipe.negative", locale=locale), value=clip(negative, _FIELD), inline=False)
     if recipe.source is not None:
         embed.add_field(
-            name=text("recipe.chain", locale=locale), value=_clip(chain(recipe, locale), _FIELD), inline=False
+            name=text("recipe.chain", locale=locale), value=clip(chain(recipe, locale), _FIELD), inline=False
         )
-    embed.add_field(name=text("recipe.cli", locale=locale), value=_clip(command, _FIELD + 20), inline=False)
+    embed.add_field(name=text("recipe.cli", locale=locale), value=clip(command, _FIELD + 20), inline=False)
     return embed
 
 

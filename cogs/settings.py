@@ -126,7 +126,7 @@ class SettingsCog(commands.GroupCog, group_name="settings", group_description=de
             lines.append(text("settings.quota.set", locale=locale, role=role.id, images=images))
         if gpu_seconds is not None:
             lines.append(text("settings.quota.gpu_set", locale=locale, role=role.id, seconds=gpu_seconds))
-        await reply(interaction, "\n".join(lines) or text("settings.quota.removed", locale=locale, role=role.id))
+        await reply(interaction, "\n".join(lines) or Text("settings.quota.removed", role=role.id))
 
     @app_commands.command(name="blocklist", description=described("settings.blocklist.description"))
     @app_commands.describe(action=described("settings.blocklist.action"), entry=described("settings.blocklist.entry"))
@@ -135,17 +135,18 @@ class SettingsCog(commands.GroupCog, group_name="settings", group_description=de
         self, interaction: discord.Interaction, action: app_commands.Choice[str], entry: str | None = None
     ) -> None:
         """This server's own blocklist entries, matched like the file's (on top of them)."""
-        guild_id, locale = _guild(interaction), locale_of(interaction)
+        guild_id = _guild(interaction)
         mine = self.engine.server(guild_id).blocklist
         count = len(self.settings.safety.blocklist)
         if action.value == "list":
             if not mine:
-                await reply(interaction, text("settings.blocklist.empty", locale=locale, count=count))
+                await reply(interaction, Text("settings.blocklist.empty", count=count))
                 return
+            locale = locale_of(interaction)  # the list is cut to fit beside the sentence in the member's language
             listed = clipped(
                 [shown(e) for e in mine], text("settings.blocklist.list", locale=locale, count=count, entries="")
             )
-            await reply(interaction, text("settings.blocklist.list", locale=locale, count=count, entries=listed))
+            await reply(interaction, Text("settings.blocklist.list", count=count, entries=listed))
             return
         if entry is None:
             await reply_error(interaction, Text("settings.blocklist.need_entry"))
@@ -159,7 +160,7 @@ class SettingsCog(commands.GroupCog, group_name="settings", group_description=de
                 guild_id, "blocklist", tuple(e for e in mine if e != typed) or None, by=interaction.user.id
             )
             self._audit(interaction, f"blocklist - {typed!r}")
-            await reply(interaction, text("settings.blocklist.removed", locale=locale, entry=shown(typed)))
+            await reply(interaction, Text("settings.blocklist.removed", entry=shown(typed)))
             return
         try:
             parsed = parse_blocklist_entry(entry)
@@ -172,7 +173,7 @@ class SettingsCog(commands.GroupCog, group_name="settings", group_description=de
                 return
             await self.engine.set_server_policy(guild_id, "blocklist", (*mine, parsed), by=interaction.user.id)
             self._audit(interaction, f"blocklist + {parsed!r}")
-        await reply(interaction, text("settings.blocklist.added", locale=locale, entry=shown(parsed)))
+        await reply(interaction, Text("settings.blocklist.added", entry=shown(parsed)))
 
     @blocklist.autocomplete("entry")
     async def _entries(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -211,17 +212,15 @@ class SettingsCog(commands.GroupCog, group_name="settings", group_description=de
         chosen = None if who.value == "file" else who.value
         await self.engine.set_server_policy(_guild(interaction), "buttons", chosen, by=interaction.user.id)
         self._audit(interaction, f"buttons = {who.value}")
-        locale = locale_of(interaction)
         if chosen is None:
-            await reply(interaction, text("settings.buttons.reset", locale=locale))
+            await reply(interaction, Text("settings.buttons.reset"))
         else:
-            shown_who = text("settings.who.author" if chosen == "author" else "settings.who.anyone", locale=locale)
-            await reply(interaction, text("settings.buttons.set", locale=locale, who=shown_who))
+            shown_who = Text("settings.who.author" if chosen == "author" else "settings.who.anyone")
+            await reply(interaction, Text("settings.buttons.set", who=shown_who))
 
     @app_commands.command(name="suggestions", description=described("settings.suggestions.description"))
     @app_commands.describe(lines=described("settings.suggestions.lines"))
     async def suggestions(self, interaction: discord.Interaction, lines: str | None = None) -> None:
-        locale = locale_of(interaction)
         parsed = None
         if lines is not None:
             try:
@@ -232,10 +231,10 @@ class SettingsCog(commands.GroupCog, group_name="settings", group_description=de
         await self.engine.set_server_policy(_guild(interaction), "suggestions", parsed, by=interaction.user.id)
         self._audit(interaction, f"suggestions = {parsed!r}")
         if parsed is None:
-            await reply(interaction, text("settings.suggestions.reset", locale=locale))
+            await reply(interaction, Text("settings.suggestions.reset"))
         else:
             listed = " · ".join(shown(line) for line in parsed)
-            await reply(interaction, text("settings.suggestions.set", locale=locale, lines=listed))
+            await reply(interaction, Text("settings.suggestions.set", lines=listed))
 
     @app_commands.command(name="private", description=described("settings.private.description"))
     @app_commands.describe(allowed=described("settings.private.allowed"))
@@ -244,23 +243,18 @@ class SettingsCog(commands.GroupCog, group_name="settings", group_description=de
             _guild(interaction), "private", True if allowed else None, by=interaction.user.id
         )
         self._audit(interaction, f"private results allowed = {allowed}")
-        await reply(
-            interaction,
-            text("settings.private.on" if allowed else "settings.private.off", locale=locale_of(interaction)),
-        )
+        await reply(interaction, Text("settings.private.on" if allowed else "settings.private.off"))
 
     async def _edit_list(self, interaction: discord.Interaction, name: str, action: str, ident: int | None) -> None:
         """Add to, remove from, or clear the server's list of channels or roles."""
-        guild_id, locale = _guild(interaction), locale_of(interaction)
+        guild_id = _guild(interaction)
         listed: tuple[int, ...] = getattr(self.engine.server(guild_id), name)
         chan = name == "channels"
         key = "channel" if chan else "role"
         if action == "clear":
             await self.engine.set_server_policy(guild_id, name, None, by=interaction.user.id)
             self._audit(interaction, f"{name} cleared")
-            await reply(
-                interaction, text("settings.channels.cleared" if chan else "settings.roles.cleared", locale=locale)
-            )
+            await reply(interaction, Text("settings.channels.cleared" if chan else "settings.roles.cleared"))
             return
         if ident is None:
             await reply_error(
@@ -278,11 +272,10 @@ class SettingsCog(commands.GroupCog, group_name="settings", group_description=de
             changed = tuple(i for i in listed if i != ident)
         await self.engine.set_server_policy(guild_id, name, changed or None, by=interaction.user.id)
         self._audit(interaction, f"{name} {'+' if action == 'add' else '-'} {ident}")
-        done = text(
+        done = Text(
             ("settings.channels.added" if chan else "settings.roles.added")
             if action == "add"
             else ("settings.channels.removed" if chan else "settings.roles.removed"),
-            locale=locale,
             **{key: ident},
         )
         await reply(interaction, done)

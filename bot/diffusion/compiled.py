@@ -101,7 +101,6 @@ class StaticCompiled:
 
         self.module = module
         self.label = label
-        self.options = options
         self.compile_seconds: dict[str, float] = {}
         """Seconds of the first (compiling) call of each warmed signature, by its shapes."""
         self.eager_calls = 0

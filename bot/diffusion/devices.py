@@ -7,7 +7,7 @@ checked here is what only torch can say: whether that device is there.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.config import ConfigError, cuda_index
 
@@ -78,3 +78,15 @@ def dtype_kwarg(dtype: torch.dtype) -> dict[str, torch.dtype]:
 
     name = "dtype" if Version(diffusers.__version__).release >= (0, 40) else "torch_dtype"
     return {name: dtype}
+
+
+def weight_bytes(pipe: Any) -> int:
+    """What a loaded pipeline's weights take (every torch module of it: parameters and buffers)."""
+    import torch
+
+    total = 0
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            tensors = [*component.parameters(), *component.buffers()]
+            total += sum(t.numel() * t.element_size() for t in tensors)
+    return total

@@ -355,7 +355,6 @@ GENERIC = Family(
 
 FAMILIES: tuple[Family, ...] = (SD1, SDXL, SD3, FLUX_DEV, FLUX2, FLUX2_KLEIN, QWEN_IMAGE, Z_IMAGE, PIXART_SIGMA, SANA)
 """Every known family (the variants — schnell, Klein base, LCM — derive from these in :func:`identify`)."""
-VARIANTS: tuple[Family, ...] = (FLUX_SCHNELL, FLUX2_KLEIN_BASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,11 +443,13 @@ def read_family(model_id: str, *, scheduler: str = "") -> Family:
         entry = index["scheduler"]
         scheduler = str(entry[1]) if isinstance(entry, list) and len(entry) == 2 else ""
     defaults: dict[str, Any] = {}
-    import diffusers
+    if not any(class_name in f.pipelines for f in FAMILIES):
+        # only :data:`GENERIC` reads the defaults: skip importing diffusers for a known family
+        import diffusers
 
-    pipeline_class = getattr(diffusers, class_name, None)
-    if isinstance(pipeline_class, type):
-        defaults = call_defaults(pipeline_class)
+        pipeline_class = getattr(diffusers, class_name, None)
+        if isinstance(pipeline_class, type):
+            defaults = call_defaults(pipeline_class)
     return identify(
         PipelineFacts(
             class_name=class_name,

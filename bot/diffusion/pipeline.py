@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.config import ModelSettings
 from bot.diffusion.checker import has_checker, keep_or_drop_checker, run_checker, without_builtin_checker
-from bot.diffusion.devices import dtype_kwarg, dtype_name, resolve_device, resolve_dtype
+from bot.diffusion.devices import dtype_kwarg, dtype_name, resolve_device, resolve_dtype, weight_bytes
 from bot.diffusion.families import Family, Guidance, call_arguments, call_defaults, facts_of, identify
 from bot.diffusion.progress import PreviewCallback, StepCallback, StepReporter, StopCheck
 from bot.diffusion.prompts import PromptLimit
@@ -90,14 +90,7 @@ class Pipeline:
     @property
     def weight_bytes(self) -> int:
         """What the loaded weights take (every torch module of the pipeline: parameters and buffers)."""
-        import torch
-
-        total = 0
-        for component in self._pipe.components.values():
-            if isinstance(component, torch.nn.Module):
-                tensors = [*component.parameters(), *component.buffers()]
-                total += sum(t.numel() * t.element_size() for t in tensors)
-        return total
+        return weight_bytes(self._pipe)
 
     @classmethod
     def load(

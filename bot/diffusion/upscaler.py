@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from bot.config import ModelSettings
-from bot.diffusion.devices import dtype_kwarg, dtype_name, resolve_device, resolve_dtype
+from bot.diffusion.devices import dtype_kwarg, dtype_name, resolve_device, resolve_dtype, weight_bytes
 from bot.diffusion.families import _read_config, call_defaults
 from bot.diffusion.progress import StepCallback, StopCheck
 from bot.jobs import RenderCancelled
@@ -49,17 +49,6 @@ def upscaler_kind(model_id: str) -> tuple[str, int]:
     return class_name, UPSCALER_FACTORS[class_name]
 
 
-def _weight_bytes(pipe: Any) -> int:
-    import torch
-
-    total = 0
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module):
-            tensors = [*component.parameters(), *component.buffers()]
-            total += sum(t.numel() * t.element_size() for t in tensors)
-    return total
-
-
 class Upscaler:
     """A loaded upscaler pipeline. Like :class:`bot.diffusion.pipeline.Pipeline`, owned by one device thread."""
 
@@ -76,7 +65,7 @@ class Upscaler:
     @property
     def weight_bytes(self) -> int:
         """What the loaded weights take (what the shelf counts against the memory budget)."""
-        return _weight_bytes(self._pipe)
+        return weight_bytes(self._pipe)
 
     @classmethod
     def load(cls, settings: ModelSettings) -> Upscaler:

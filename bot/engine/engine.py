@@ -381,9 +381,9 @@ class Engine:
         start = period_start(now)
         roles = list(role_ids)
         server = self.server(guild_id)
-        allowance = server.allowance(roles) if guild_id is not None else None
+        allowance = server.allowance(roles)  # direct messages: the empty settings, no allowance
         used = 0 if guild_id is None or allowance is None else await self._store.images_since(guild_id, user_id, start)
-        gpu_allowance = server.gpu_allowance(roles) if guild_id is not None else None
+        gpu_allowance = server.gpu_allowance(roles)
         gpu_used = 0.0
         if guild_id is not None and gpu_allowance is not None:
             gpu_used = await self._store.gpu_seconds_since(guild_id, user_id, start)
@@ -445,8 +445,9 @@ class Engine:
         """Whether the store takes a write now (``/readyz``)."""
         return await self._store.writable()
 
-    async def status(self, *, since: float) -> EngineStatus:
-        """Model, queue and workers now; the run times of jobs finished since ``since`` (a ``time.time()``)."""
+    async def status(self, *, since: float | None) -> EngineStatus:
+        """Model, queue and workers now; the run times of jobs finished since ``since`` (a ``time.time()``;
+        None: none are read, ``run_times`` is empty)."""
         backend = self._backend
         return EngineStatus(
             model=backend.info,
@@ -454,7 +455,7 @@ class Engine:
             running=len(backend.running),
             paused=backend.paused,
             workers=backend.workers,
-            run_times=await self._store.finished_since(since),
+            run_times=[] if since is None else await self._store.finished_since(since),
             waiting_for_delivery=await self._store.waiting_for_delivery(),
         )
 

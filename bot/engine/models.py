@@ -60,12 +60,10 @@ class ModelPreset:
 
 @dataclass(frozen=True, slots=True)
 class UpscalerPreset:
-    """The dedicated upscaler of ``[upscale] model``, resolved: its kind (from its ``model_index.json``), the factor
-    that kind enlarges by, what to load, and the settings of its call."""
+    """The dedicated upscaler of ``[upscale] model``, resolved: the factor its kind enlarges by (its pipeline class,
+    from its ``model_index.json``), what to load, and the settings of its call."""
 
     id: str
-    kind: str
-    """The diffusers pipeline class (:data:`bot.diffusion.upscaler.UPSCALER_FACTORS`)."""
     factor: int
     load: ModelSettings
     """``[model]``'s device, dtype and offload, with the upscaler's id."""
@@ -146,7 +144,7 @@ def resolve_upscaler(settings: Settings) -> UpscalerPreset | None:
     if not upscale.model:
         return None
     try:
-        kind, factor = upscaler_kind(upscale.model)
+        _, factor = upscaler_kind(upscale.model)
     except NotAnUpscalerError as exc:
         raise ConfigError(f"upscale.model: {upscale.model} is not an upscaler: {exc}") from None
     except Exception as exc:  # no such folder, offline and not in the Hub cache, a typo in a Hub id
@@ -154,7 +152,6 @@ def resolve_upscaler(settings: Settings) -> UpscalerPreset | None:
     load = dataclasses.replace(settings.model, id=upscale.model, scheduler="", compile=False, quantize="")
     return UpscalerPreset(
         id=upscale.model,
-        kind=kind,
         factor=factor,
         load=load,
         steps=upscale.steps,

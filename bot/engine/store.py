@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS member_preferences (  -- /preferences: a member's own
     PRIMARY KEY (user_id, name)
 );
 CREATE INDEX IF NOT EXISTS jobs_member ON jobs(user_id, created_at);
+CREATE INDEX IF NOT EXISTS jobs_message ON jobs(message_id);
 CREATE TABLE IF NOT EXISTS tiles (
     job_id  INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     idx     INTEGER NOT NULL,                -- 1-based, as on the buttons

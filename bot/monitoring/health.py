@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -35,7 +34,7 @@ def _loaded(info: ModelInfo) -> Iterable[tuple[str, str]]:
 
 async def engine_snapshot(engine: Engine) -> Snapshot:
     """The bot's queue, deliveries, live workers (redis backend) and loaded models, now."""
-    status = await engine.status(since=time.time())
+    status = await engine.status(since=None)
     waiting = engine.queue().waiting
     if status.workers is not None:
         models = [pair for worker in status.workers for pair in _loaded(worker.model)]

@@ -242,8 +242,9 @@ class Metrics:
             "seedgrid_build_info", "Version, role, backend and the configured models (one series per model).",
             ("version", "role", "backend", "model", "model_id"), registry=r,
         )  # fmt: skip
+        build_version = version()
         for name, model_id in models or (("", ""),):
-            build.labels(version(), role, backend, name, model_label(model_id) if model_id else "").set(1)
+            build.labels(build_version, role, backend, name, model_label(model_id) if model_id else "").set(1)
         r.register(_CudaMemory())
         if process:
             ProcessCollector(registry=r)

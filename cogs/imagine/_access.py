@@ -18,6 +18,11 @@ from bot.rules.server import ServerSettings
 from bot.texts import Text
 
 
+def role_ids(interaction: discord.Interaction) -> list[int]:
+    """The ids of the member's roles here (none in direct messages)."""
+    return [role.id for role in getattr(interaction.user, "roles", [])]
+
+
 class Gatekeeper:
     def __init__(self, settings: Settings, *, safety_checker: Callable[[], bool]) -> None:
         self.settings = settings
@@ -29,10 +34,10 @@ class Gatekeeper:
     def where(self, interaction: discord.Interaction, server: ServerSettings | None = None) -> Text | None:
         """Server, channel, role and direct-message rules from ``[access]``, then the server's own lists of
         channels and roles (``/settings channels|roles``), which can only narrow the file's: both must agree."""
-        denied = self._file_where(interaction)
+        roles = role_ids(interaction)
+        denied = self._file_where(interaction, roles)
         if denied is not None or server is None:
             return denied
-        roles = [role.id for role in getattr(interaction.user, "roles", [])]
         channels = (interaction.channel_id, getattr(interaction.channel, "parent_id", None))  # a thread's too
         missing = server.admits(channels, roles)
         if missing == "channel":
@@ -41,7 +46,7 @@ class Gatekeeper:
             return Text("refused.server_role")
         return None
 
-    def _file_where(self, interaction: discord.Interaction) -> Text | None:
+    def _file_where(self, interaction: discord.Interaction, roles: list[int]) -> Text | None:
         access = self.access
         if interaction.guild_id is None:
             return None if access.direct_messages else Text("refused.direct_messages")
@@ -49,10 +54,8 @@ class Gatekeeper:
             return Text("refused.guild")
         if access.channels and interaction.channel_id not in access.channels:
             return Text("refused.channel")
-        if access.roles:
-            roles = {role.id for role in getattr(interaction.user, "roles", [])}
-            if not roles.intersection(access.roles):
-                return Text("refused.role")
+        if access.roles and not set(roles).intersection(access.roles):
+            return Text("refused.role")
         return None
 
     def blocked(self, *texts: str, server: ServerSettings | None = None) -> Text | None:

@@ -32,9 +32,9 @@ from bot.inputs import (
     vary_request,
 )
 from bot.jobs import Job, JobRequest, Tile
-from bot.rules.server import chosen_model, member_options
+from bot.rules.server import ServerSettings, chosen_model, member_options
 from bot.texts import Text, text
-from cogs.imagine._access import Gatekeeper
+from cogs.imagine._access import Gatekeeper, role_ids
 from cogs.imagine._command import imagine_command
 from cogs.imagine._delivery import Delivery, RetryPolicy, find_posted
 from cogs.imagine._messages import status_text
@@ -97,7 +97,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
             await reply_error(interaction, denied)
             return
         # what the member left empty: their /preferences, then this server's /settings, then the model's own
-        layers = (await self.engine.preferences(interaction.user.id), self.engine.server(interaction.guild_id))
+        layers = (await self.engine.preferences(interaction.user.id), server)
         try:
             preset = choose_model(self.engine.models, model or chosen_model(layers, self.engine.models))
             # new names: the member's own negative and guidance are what model_notes speaks of
@@ -164,18 +164,10 @@ class ImagineCog(commands.Cog, name="Imagine"):
 
     async def open_refine(self, interaction: discord.Interaction, job_id: int, tile_index: int) -> None:
         """Button N: the modal must be the first response, so only a quick store read comes before it."""
-        found = await self._find(interaction, job_id)
-        if found is None:
+        usable = await self._usable_grid(interaction, job_id)
+        if usable is None:
             return
-        server = self.engine.server(interaction.guild_id)
-        denied = (
-            self.gate.where(interaction, server)
-            or self.gate.may_refine(interaction, found.request.user_id, server)
-            or self._model_gone(found)
-        )
-        if denied:
-            await reply_error(interaction, denied)
-            return
+        found, server = usable
         tile = await self.engine.tile(job_id, tile_index)
         if tile is None:
             await reply_error(interaction, Text("refused.unknown_tile", job=job_id, tile=tile_index))
@@ -206,18 +198,10 @@ class ImagineCog(commands.Cog, name="Imagine"):
         await self._start_reply(interaction, request, *suffixes, parent=parent)
 
     async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
-        parent = await self._find(interaction, job_id)
-        if parent is None:
+        usable = await self._usable_grid(interaction, job_id)
+        if usable is None:
             return
-        server = self.engine.server(interaction.guild_id)
-        denied = (
-            self.gate.where(interaction, server)
-            or self.gate.may_refine(interaction, parent.request.user_id, server)
-            or self._model_gone(parent)
-        )
-        if denied:
-            await reply_error(interaction, denied)
-            return
+        parent, _ = usable
         request = reroll_request(parent.request, parent_job=parent.id, **_origin(interaction))
         await self._start_reply(interaction, request, request.prompt, request.negative, parent=parent)
 
@@ -268,18 +252,10 @@ class ImagineCog(commands.Cog, name="Imagine"):
         self, interaction: discord.Interaction, job_id: int, tile_index: int
     ) -> tuple[Job, Recipe] | None:
         """The job and the recipe of its tile an upscale or a variation starts from, or a private refusal."""
-        parent = await self._find(interaction, job_id)
-        if parent is None:
+        usable = await self._usable_grid(interaction, job_id)
+        if usable is None:
             return None
-        server = self.engine.server(interaction.guild_id)
-        denied = (
-            self.gate.where(interaction, server)
-            or self.gate.may_refine(interaction, parent.request.user_id, server)
-            or self._model_gone(parent)
-        )
-        if denied:
-            await reply_error(interaction, denied)
-            return None
+        parent, _ = usable
         source = await self.engine.tile_recipe(parent, tile_index)
         if source is None:
             await reply_error(interaction, Text("refused.unknown_tile", job=job_id, tile=tile_index))
@@ -315,6 +291,23 @@ class ImagineCog(commands.Cog, name="Imagine"):
             await reply_error(interaction, Text("refused.unknown_grid"))
             return None
         return job
+
+    async def _usable_grid(self, interaction: discord.Interaction, job_id: int) -> tuple[Job, ServerSettings] | None:
+        """The grid a button names and this server's settings, when the member may use its buttons here
+        (where, who, and the grid's model still offered); else None, the refusal said privately."""
+        job = await self._find(interaction, job_id)
+        if job is None:
+            return None
+        server = self.engine.server(interaction.guild_id)
+        denied = (
+            self.gate.where(interaction, server)
+            or self.gate.may_refine(interaction, job.request.user_id, server)
+            or self._model_gone(job)
+        )
+        if denied:
+            await reply_error(interaction, denied)
+            return None
+        return job, server
 
     def _model_gone(self, job: Job) -> Text | None:
         """Refine and re-roll use the grid's own model: a refusal when it is no longer configured."""
@@ -354,8 +347,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
 
     async def _over_quota(self, interaction: discord.Interaction, request: JobRequest) -> Text | None:
         """The server's daily allowance for the member's roles (``/settings quota``), if this job would pass it."""
-        roles = [role.id for role in getattr(interaction.user, "roles", [])]
-        quota = await self.engine.quota(interaction.guild_id, interaction.user.id, roles)
+        quota = await self.engine.quota(interaction.guild_id, interaction.user.id, role_ids(interaction))
         resets = f"<t:{int(quota.resets_at)}:R>"
         if quota.left is not None and len(request.tiles()) > quota.left:
             return Text("refused.quota", allowance=quota.allowance, resets=resets)

@@ -205,6 +205,8 @@ class Delivery:
         if len(image) > upload_limit:
             image, ext = await asyncio.to_thread(_reencode, image, upload_limit)
             log.info("job %d grid re-encoded as %s to fit %d bytes", job.id, ext, upload_limit)
+        preset = self.engine.models.get(job.request.model)
+        image_to_image = preset is not None and preset.family.image_to_image
 
         async def post() -> discord.Message:
             embed, file = grid_message(  # a new file each attempt: a failed upload has read the last one
@@ -218,8 +220,6 @@ class Delivery:
                 hidden=job.request.policy == "blur",
                 locale=self.locale,
             )
-            preset = self.engine.models.get(job.request.model)
-            image_to_image = preset is not None and preset.family.image_to_image
             view = grid_view(job, len(result.tiles), image_to_image=image_to_image, locale=self.locale)
             return await self._final(content=None, embed=embed, attachments=[file], view=view)
 

@@ -19,11 +19,12 @@ from bot.texts import text
 EMBED_COLOUR = discord.Colour(0x5865F2)
 
 
-def _clip(value: str, limit: int) -> str:
+def clip(value: str, limit: int) -> str:
+    """``value`` cut to ``limit`` characters, an ellipsis marking the cut."""
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
     """Show member text verbatim: no markdown, no mentions rendered."""
     return discord.utils.escape_mentions(discord.utils.escape_markdown(value))
 
@@ -38,7 +39,7 @@ def headline(job: Job, locale: str | None = None) -> str:
         return text(
             "job.varying", locale=locale, tile=request.parent_tile, job=request.parent_job, strength=request.strength
         )
-    return _clip(_quote(request.prompt), 300)
+    return clip(quote(request.prompt), 300)
 
 
 def job_line(job: Job, line: str, locale: str | None = None) -> str:
@@ -61,7 +62,7 @@ def status_text(job: Job, event: Event | None, locale: str | None = None) -> str
     elif isinstance(event, Started):
         line = text("job.starting", locale=locale)
     elif isinstance(event, Loading):
-        line = text("job.loading_model", locale=locale, model=_quote(event.model))
+        line = text("job.loading_model", locale=locale, model=quote(event.model))
     else:
         line = text("job.queued", locale=locale)
     return job_line(job, line, locale)
@@ -95,14 +96,14 @@ def grid_message(
     request = job.request
     filename = f"seedgrid-{job.id}.{ext}"
     embed = discord.Embed(colour=EMBED_COLOUR)
+    prompt_line = text("grid.prompt", locale=locale, prompt=clip(quote(request.prompt), 1500))
     if request.kind is JobKind.REFINE:
-        embed.title = _clip(
+        embed.title = clip(
             text("grid.refined_title", locale=locale, tile=request.parent_tile, job=request.parent_job), 256
         )
-        lines = [text("grid.prompt", locale=locale, prompt=_clip(_quote(request.prompt), 1500))]
-        lines += [f"**{i}** · {_clip(_quote(s), 200)}" for i, s in enumerate(request.suffixes, start=1)]
-        embed.description = _clip("\n".join(lines), 4000)
-        embed.add_field(name=text("grid.seed", locale=locale), value=str(request.seed), inline=True)
+        lines = [prompt_line]
+        lines += [f"**{i}** · {clip(quote(s), 200)}" for i, s in enumerate(request.suffixes, start=1)]
+        embed.description = clip("\n".join(lines), 4000)
     elif request.kind is JobKind.UPSCALE:
         title = text(
             "grid.upscaled_title",
@@ -112,37 +113,36 @@ def grid_message(
             width=request.width,
             height=request.height,
         )
-        embed.title = _clip(title, 256)
-        embed.description = _clip(text("grid.prompt", locale=locale, prompt=_clip(_quote(request.prompt), 1500)), 4000)
+        embed.title = clip(title, 256)
+        embed.description = clip(prompt_line, 4000)
+    elif request.kind is JobKind.VARY:
+        title = text(
+            "grid.varied_title",
+            locale=locale,
+            tile=request.parent_tile,
+            job=request.parent_job,
+            strength=request.strength,
+        )
+        embed.title = clip(title, 256)
+        embed.description = clip(prompt_line, 4000)
+    else:
+        embed.title = clip(request.prompt, 256)
+    if request.kind in (JobKind.REFINE, JobKind.UPSCALE):  # one seed: the parent tile's
         embed.add_field(name=text("grid.seed", locale=locale), value=str(request.seed), inline=True)
     else:
-        if request.kind is JobKind.VARY:
-            title = text(
-                "grid.varied_title",
-                locale=locale,
-                tile=request.parent_tile,
-                job=request.parent_job,
-                strength=request.strength,
-            )
-            embed.title = _clip(title, 256)
-            embed.description = _clip(
-                text("grid.prompt", locale=locale, prompt=_clip(_quote(request.prompt), 1500)), 4000
-            )
-        else:
-            embed.title = _clip(request.prompt, 256)
         seeds = " · ".join(f"**{i}** {tile.seed}" for i, tile in enumerate(result.tiles, start=1))
         embed.add_field(name=text("grid.seeds", locale=locale), value=seeds, inline=False)
     if request.negative:
         embed.add_field(
-            name=text("grid.negative", locale=locale), value=_clip(_quote(request.negative), 1024), inline=False
+            name=text("grid.negative", locale=locale), value=clip(quote(request.negative), 1024), inline=False
         )
     embed.add_field(name=text("grid.steps", locale=locale), value=str(request.steps), inline=True)
     embed.add_field(name=text("grid.guidance", locale=locale), value=f"{request.guidance:g}", inline=True)
     embed.add_field(name=text("grid.size", locale=locale), value=f"{request.width}×{request.height}", inline=True)
-    embed.add_field(name=text("grid.model", locale=locale), value=_clip(model, 1024), inline=True)
+    embed.add_field(name=text("grid.model", locale=locale), value=clip(model, 1024), inline=True)
     if request.upscaler:  # a dedicated upscaler: no image-to-image strength; its name, never a local path
         upscaler = shorthand_name(request.upscaler)
-        embed.add_field(name=text("grid.upscaler", locale=locale), value=_clip(upscaler, 1024), inline=True)
+        embed.add_field(name=text("grid.upscaler", locale=locale), value=clip(upscaler, 1024), inline=True)
     elif request.source:
         embed.add_field(name=text("grid.strength", locale=locale), value=f"{request.strength:g}", inline=True)
     embed.add_field(
