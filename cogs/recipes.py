@@ -117,7 +117,7 @@ class RecipesCog(commands.Cog, name="Recipes"):
         imagine: ImagineCog | None = self.bot.get_cog("Imagine")  # type: ignore[assignment]
         if imagine is None:  # pragma: no cover - the extensions load together
             raise RuntimeError("the Imagine cog is not loaded")
-        denied = imagine.gate.where(interaction)
+        denied = imagine.gate.where(interaction, self.engine.server(interaction.guild_id))
         if denied:
             await reply_error(interaction, denied)
             return

@@ -316,7 +316,7 @@ class SettingsCog(commands.GroupCog, group_name="settings", group_description=de
             text("settings.line.quota", locale=locale, role=r, images=n) for r, n in sorted(server.quotas.items())
         ]
         lines += self._policy_lines(guild_id, locale)
-        return clipped(lines, "", separator="\n")
+        return clipped(lines, "", locale=locale, separator="\n")
 
     def _policy_lines(self, guild_id: int | None, locale: str | None) -> list[str]:
         """GPU allowances and the further policies (bot.rules.server.POLICY_NAMES), each saying where it comes

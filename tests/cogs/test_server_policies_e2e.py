@@ -57,6 +57,9 @@ async def test_a_server_narrows_channels_and_roles(fake: FakeDiscord, make_bot: 
         assert f"<#{other}>" in private(await done.wait_response())
         here = await fake.slash(fake.member, "imagine", prompt="a cat", seed=1)
         assert "not enabled the bot in this channel" in private(await here.wait_response())
+        link = f"https://discord.com/channels/{guild_id}/{fake.channel.id}/1"  # /reproduce is held to it too
+        again = await fake.slash(fake.member, "reproduce", link=link)
+        assert "not enabled the bot in this channel" in private(await again.wait_response())
         await (await fake.slash(admin, "settings channels", action="clear")).wait_response()
 
         await (await fake.slash(admin, "settings roles", options={"action": "add", "role": artists.id})).wait_response()
